@@ -38,21 +38,22 @@ def load(name: str) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def cases(name: str, **match: Any) -> list[dict[str, Any]]:
-    """The cases of one vector file, filtered by equal top-level keys.
+def cases(name: str, **match: Any) -> list[Any]:
+    """The cases of one vector file as ``pytest.param``s, filtered by equal top-level keys.
 
-    Used at collection time for parametrisation: returns ``[]`` when the
-    folder is missing, and the test module skips with a message.
+    Used at collection time for parametrisation. Where the folder is
+    missing, one skipped param says where the vectors were looked for.
     """
     path = VECTORS_DIR / f"{name}.json"
     if not path.exists():
-        return []
+        reason = f"wire-format vectors not found at {path} (set SUPRSEND_VECTORS_DIR)"
+        return [pytest.param(None, id="no-vectors", marks=pytest.mark.skip(reason=reason))]
     data = json.loads(path.read_text(encoding="utf-8"))
-    return [c for c in data["cases"] if all(c.get(k) == v for k, v in match.items())]
-
-
-def case_ids(items: list[dict[str, Any]]) -> list[str]:
-    return [c["name"] for c in items]
+    return [
+        pytest.param(c, id=c["name"])
+        for c in data["cases"]
+        if all(c.get(k) == v for k, v in match.items())
+    ]
 
 
 def require_vectors() -> None:
