@@ -53,9 +53,10 @@ class SuprsendAuthenticationError(SuprsendAPIError):
 
     def __init__(self, status_code: int, text: str, *, method: str = "", path: str = "") -> None:
         super().__init__(status_code, text, method=method, path=path)
+        where = f" for {method} {path}" if method else ""
         self.args = (
-            f"SuprSend hub refused the credentials ({status_code}){' for ' + method + ' ' + path if method else ''}: "
-            f"{text[:200]}. Check SUPRSEND WORKSPACE_KEY and WORKSPACE_SECRET (or API_KEY).",
+            f"SuprSend hub refused the credentials ({status_code}){where}: {text[:200]}. "
+            "Check SUPRSEND WORKSPACE_KEY and WORKSPACE_SECRET (or API_KEY).",
         )
 
     def __str__(self) -> str:

@@ -1,0 +1,167 @@
+"""Bulk sends: cutting records into requests, and the merged outcome.
+
+Chunking follows the official SDK exactly: a record is serialised once
+(``json.dumps(..., ensure_ascii=False)``), its UTF-8 length is its size, a
+record over ``MAX_RECORD_BYTES`` is never sent, and records are grouped by
+:func:`django_suprsend.operations.iter_chunks` (at most 400 records and
+819,200 bytes, counted as the sum of the records' sizes, per request).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .operations import MAX_RECORD_BYTES, dumps, iter_chunks
+
+Record = dict[str, Any]
+FailedRecord = dict[str, Any]
+
+#: The code a record that never went on the wire is reported with (as the SDK does).
+NOT_SENT_CODE = 500
+
+
+@dataclass(repr=False)
+class BulkResponse:
+    """What happened to each record of a bulk send, merged over all requests.
+
+    The first six fields mean what they mean in the SDK's ``BulkResponse``:
+    ``status`` is ``"success"`` (every record delivered, also when there
+    were none), ``"fail"`` (none delivered) or ``"partial"``;
+    ``failed_records`` holds ``{"record", "error", "code"}`` dicts, where
+    ``record`` is the whole record as given (map it back by ``$insert_id``),
+    ``error`` the hub's answer or our reason and ``code`` the HTTP status
+    (``500`` for a record never sent or a transport failure, like the SDK).
+
+    Two fields are ours:
+
+    ``retryable``
+        The failed records (the same dicts as in ``failed_records``) that
+        failed for a transient reason: retries ran out on ``429``, ``5xx``,
+        a connection error or a timeout. Sending them again later may work;
+        the other failures will fail again as they are.
+    ``succeeded_insert_ids``
+        The ``$insert_id`` of every delivered record, in sending order.
+    """
+
+    status: str = "success"
+    total: int = 0
+    success: int = 0
+    failure: int = 0
+    failed_records: list[FailedRecord] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    retryable: list[FailedRecord] = field(default_factory=list)
+    succeeded_insert_ids: list[str] = field(default_factory=list)
+
+    @classmethod
+    def delivered(cls, records: Sequence[Record]) -> BulkResponse:
+        """All ``records`` were accepted by the hub."""
+        return cls(
+            status="success",
+            total=len(records),
+            success=len(records),
+            succeeded_insert_ids=[r.get("$insert_id") for r in records],
+        )
+
+    @classmethod
+    def failed(
+        cls, records: Sequence[Record], error: str, code: int, *, retryable: bool = False
+    ) -> BulkResponse:
+        """All ``records`` failed with the same ``error`` and ``code``."""
+        failed = [{"record": r, "error": error, "code": code} for r in records]
+        return cls(
+            status="fail",
+            total=len(records),
+            failure=len(records),
+            failed_records=failed,
+            retryable=list(failed) if retryable else [],
+        )
+
+    def merge(self, other: BulkResponse) -> None:
+        """Add ``other``'s outcome to this one (the SDK's ``merge_chunk_response``).
+
+        The first non-empty part sets the status; any mix of success and
+        failure makes it ``"partial"``.
+        """
+        if other.total:
+            if not self.total:
+                self.status = other.status
+            elif other.status != self.status:
+                self.status = "partial"
+        self.total += other.total
+        self.success += other.success
+        self.failure += other.failure
+        self.failed_records.extend(other.failed_records)
+        self.warnings.extend(other.warnings)
+        self.retryable.extend(other.retryable)
+        self.succeeded_insert_ids.extend(other.succeeded_insert_ids)
+
+    def __str__(self) -> str:
+        return (
+            f"BulkResponse<status: {self.status} | total: {self.total} | success: {self.success}"
+            f" | failure: {self.failure} | warnings: {len(self.warnings)}>"
+        )
+
+    __repr__ = __str__
+
+
+@dataclass
+class Chunk:
+    """Records sent together in one request, with the JSON text of each."""
+
+    records: list[Record]
+    texts: list[str]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def body(self) -> bytes:
+        """The request body: byte for byte ``dumps(records).encode()``."""
+        return ("[" + ", ".join(self.texts) + "]").encode("utf-8")
+
+    def split(self) -> tuple[Chunk, Chunk]:
+        """Two halves, in order (used to find the records a hub rejects)."""
+        half = len(self.records) // 2
+        return (
+            Chunk(self.records[:half], self.texts[:half]),
+            Chunk(self.records[half:], self.texts[half:]),
+        )
+
+
+def chunk_records(
+    records: Iterable[Record], on_invalid: Callable[[Record, str], None]
+) -> Iterator[Chunk]:
+    """Cut ``records`` into requests the way the SDK does, serialising each once.
+
+    A record that cannot be sent (over ``MAX_RECORD_BYTES``, or not JSON
+    serialisable) is passed to ``on_invalid(record, reason)`` and left out.
+    """
+    for pairs in iter_chunks(_sendable(records, on_invalid)):
+        yield Chunk([pair[0] for pair in pairs], [pair[1] for pair in pairs])
+
+
+def _sendable(
+    records: Iterable[Record], on_invalid: Callable[[Record, str], None]
+) -> Iterator[tuple[Record, str]]:
+    """``(record, dumps(record))`` for every record that may go on the wire."""
+    for record in records:
+        try:
+            text = dumps(record)
+        except (TypeError, ValueError) as exc:
+            on_invalid(record, f"record is not JSON serialisable ({exc}); not sent")
+            continue
+        # isascii() is O(1) on CPython: most records skip the encode here.
+        size = len(text) if text.isascii() else len(text.encode("utf-8"))
+        if size > MAX_RECORD_BYTES:
+            on_invalid(record, oversize_reason(size))
+            continue
+        yield record, text
+
+
+def oversize_reason(size: int) -> str:
+    """Why a record of ``size`` bytes is not sent."""
+    return (
+        f"record too big: {size} bytes, over the limit of {MAX_RECORD_BYTES} bytes (10KB)"
+        " for one record; not sent"
+    )
