@@ -1,0 +1,52 @@
+# The two commands a newcomer runs: `make demo` and `make test`.
+# Each creates its own virtual environment (.venv) and installs what it needs.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Interpreters tox may use; a machine without some of them skips those envs.
+PYENV_PYTHONS ?= 3.10 3.11 3.12 3.13
+
+.PHONY: help venv demo test lint format tox bench clean
+
+help:
+	@echo "make demo   - set up and run the demo (hub emulator + a few synced profiles)"
+	@echo "make test   - set up and run ruff and the test suite"
+	@echo "make tox    - run the suite across the Python x Django matrix"
+	@echo "make bench  - run the benchmarks in bench/"
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test,dev]"
+	touch $@
+
+venv: $(BIN)/.installed
+
+demo: venv
+	$(BIN)/python -m example_project.demo
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/pytest
+
+format: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+tox: venv
+	PYENV_VERSION=$$(pyenv versions --bare 2>/dev/null | grep -E '^3\.1[0-3]\.' | tr '\n' ':') \
+		$(BIN)/tox run-parallel --parallel-no-spinner
+
+$(BIN)/.bench-installed: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet -e ".[test,dev,bench]"
+	touch $@
+
+bench: $(BIN)/.bench-installed
+	$(BIN)/python bench/client_throughput.py
+
+clean:
+	rm -rf $(VENV) .tox build dist *.egg-info .pytest_cache .ruff_cache .hypothesis
