@@ -31,8 +31,10 @@ SCALARS = (
 )
 JSON_VALUES = st.recursive(
     SCALARS,
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.text(min_size=1, max_size=5).filter(str.strip), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(st.text(min_size=1, max_size=5).filter(str.strip), children, max_size=3)
+    ),
     max_leaves=6,
 )
 EMAILS = st.sampled_from(["a@example.com", "b@example.com", "ünï@example.org"])
