@@ -1,0 +1,289 @@
+"""In-memory SuprSend user profiles and the operations that change them.
+
+Pure data: no HTTP and no locking (the hub holds one lock per request).
+Operations are assumed valid (``records.operations_error`` checks them);
+the store keeps references to the values it is given and hands out deep
+copies, so callers must not mutate what they pass in afterwards.
+
+Semantics, applied in order within a record:
+
+- ``$set`` sets properties (``$preferred_language``, ``$timezone`` and
+  ``$locale`` included); ``$set_once`` only those that are absent;
+- ``$add`` increments a number from 0 (a non-numeric property is left alone);
+- ``$append`` on a channel key adds the value to the channel's ordered set
+  (``$id_provider`` / ``$bundle_id`` in the same dict become the push entry's
+  ``id_provider`` / ``bundle_id``; re-appending a value updates them in
+  place); on a property it appends to a list (absent → ``[v]``, a scalar
+  ``x`` → ``[x, v]``);
+- ``$remove`` on a channel drops the entry with that value, on a property
+  every occurrence of the value from the list;
+- ``$unset`` clears channels and deletes properties.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+CHANNELS = (
+    "$email",
+    "$sms",
+    "$whatsapp",
+    "$androidpush",
+    "$iospush",
+    "$webpush",
+    "$slack",
+    "$ms_teams",
+)
+CHANNEL_SET = frozenset(CHANNELS)
+PUSH_CHANNELS = frozenset({"$androidpush", "$iospush", "$webpush"})
+#: Channels whose values are strings; the others take JSON objects.
+STRING_CHANNELS = frozenset({"$email", "$sms", "$whatsapp", "$androidpush", "$iospush"})
+#: Keys of an ``$append``/``$remove`` dict that qualify a push entry.
+ENTRY_ATTRIBUTES = frozenset({"$id_provider", "$bundle_id"})
+
+Operation = Mapping[str, Any]
+#: A channel entry: (value, id_provider, bundle_id or _ABSENT).
+Entry = tuple[Any, Any, Any]
+_ABSENT = object()
+
+
+def utc_now() -> str:
+    """``2025-04-04T21:37:36.712496+00:00``, the hub's timestamp format."""
+    return datetime.now(timezone.utc).isoformat()
+
+
+def _value_key(value: Any) -> Hashable:
+    """Hashable identity of a channel value: strings as such, objects by content."""
+    if isinstance(value, str):
+        return value
+    return ("json", json.dumps(value, sort_keys=True))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class ProfileStore:
+    """Profiles by distinct_id; ``apply`` changes them, the readers return REST-shaped copies.
+
+    Kept as flat maps of strings, plain dicts and tuples rather than one
+    object per profile: the garbage collector stops tracking those, so a
+    store of 100,000 profiles does not slow every collection down.
+    """
+
+    def __init__(self) -> None:
+        self._created: dict[str, str] = {}
+        self._updated: dict[str, str] = {}
+        self._properties: dict[str, dict[str, Any]] = {}
+        # (distinct_id, channel) -> value key -> entry, in the order values were added
+        self._channels: dict[tuple[str, str], dict[Hashable, Entry]] = {}
+        self._operators: dict[str, Callable[[str, dict[str, Any], Any], None]] = {
+            "$set": self._set,
+            "$set_once": self._set_once,
+            "$add": self._add,
+            "$append": self._append,
+            "$remove": self._remove,
+            "$unset": self._unset,
+        }
+
+    def __len__(self) -> int:
+        return len(self._created)
+
+    def __contains__(self, distinct_id: object) -> bool:
+        return distinct_id in self._created
+
+    # -- changes -----------------------------------------------------------
+
+    def ensure(self, distinct_id: str, now: str | None = None) -> bool:
+        """Create an empty profile if there is none; return whether it was created."""
+        if distinct_id in self._created:
+            return False
+        self._create(distinct_id, now or utc_now())
+        return True
+
+    def apply(
+        self, distinct_id: str, operations: Sequence[Operation], now: str | None = None
+    ) -> None:
+        """Apply operations in order; the profile springs into existence on the first one."""
+        if not operations:
+            return
+        now = now or utc_now()
+        properties = self._properties.get(distinct_id)
+        if properties is None:
+            properties = self._create(distinct_id, now)
+        operators = self._operators
+        for operation in operations:
+            for operator, value in operation.items():
+                operators[operator](distinct_id, properties, value)
+        self._updated[distinct_id] = now
+
+    def upsert(self, distinct_id: str, body: Mapping[str, Any], now: str | None = None) -> bool:
+        """Apply a REST upsert body; return whether the profile was created."""
+        now = now or utc_now()
+        created = self.ensure(distinct_id, now)
+        self.apply(distinct_id, upsert_operations(body), now)
+        return created
+
+    def delete(self, distinct_id: str) -> bool:
+        if self._created.pop(distinct_id, None) is None:
+            return False
+        del self._updated[distinct_id], self._properties[distinct_id]
+        for channel in CHANNELS:
+            self._channels.pop((distinct_id, channel), None)
+        return True
+
+    def clear(self) -> None:
+        self._created.clear()
+        self._updated.clear()
+        self._properties.clear()
+        self._channels.clear()
+
+    def _create(self, distinct_id: str, now: str) -> dict[str, Any]:
+        self._created[distinct_id] = self._updated[distinct_id] = now
+        properties: dict[str, Any] = {}
+        self._properties[distinct_id] = properties
+        return properties
+
+    # -- operators: (distinct_id, the profile's properties, operation value) --
+
+    def _set(self, distinct_id: str, properties: dict[str, Any], values: Operation) -> None:
+        properties.update(values)
+
+    def _set_once(self, distinct_id: str, properties: dict[str, Any], values: Operation) -> None:
+        for key, value in values.items():
+            properties.setdefault(key, value)
+
+    def _add(self, distinct_id: str, properties: dict[str, Any], values: Operation) -> None:
+        for key, amount in values.items():
+            current = properties.get(key, 0)
+            if _is_number(current):
+                properties[key] = current + amount
+
+    def _append(self, distinct_id: str, properties: dict[str, Any], values: Operation) -> None:
+        for key, value in values.items():
+            if key in CHANNEL_SET:
+                self._append_to_channel(distinct_id, key, value, values)
+            elif key not in ENTRY_ATTRIBUTES:
+                _append_to_property(properties, key, value)
+
+    def _append_to_channel(
+        self, distinct_id: str, channel: str, value: Any, operation: Operation
+    ) -> None:
+        entries = self._channels.get((distinct_id, channel))
+        if entries is None:
+            entries = self._channels[distinct_id, channel] = {}
+        key = _value_key(value)
+        if channel not in PUSH_CHANNELS:
+            entries.setdefault(key, (value, None, _ABSENT))
+            return
+        old = entries.get(key)
+        bundle_id = operation.get("$bundle_id", _ABSENT if old is None else old[2])
+        entries[key] = (value, operation.get("$id_provider"), bundle_id)  # keeps its position
+
+    def _remove(self, distinct_id: str, properties: dict[str, Any], values: Operation) -> None:
+        for key, value in values.items():
+            if key in CHANNEL_SET:
+                self._remove_from_channel(distinct_id, key, value)
+            elif key not in ENTRY_ATTRIBUTES:
+                current = properties.get(key)
+                if isinstance(current, list):
+                    properties[key] = [item for item in current if item != value]
+
+    def _remove_from_channel(self, distinct_id: str, channel: str, value: Any) -> None:
+        entries = self._channels.get((distinct_id, channel))
+        if entries is not None:
+            entries.pop(_value_key(value), None)
+            if not entries:
+                del self._channels[distinct_id, channel]
+
+    def _unset(self, distinct_id: str, properties: dict[str, Any], keys: Iterable[str]) -> None:
+        for key in keys:
+            if key in CHANNEL_SET:
+                self._channels.pop((distinct_id, key), None)
+            else:
+                properties.pop(key, None)
+
+    # -- readers -----------------------------------------------------------
+
+    def get(self, distinct_id: str) -> dict[str, Any] | None:
+        """The profile as ``GET v1/user/{id}/`` returns it (seed 004), or None."""
+        return self._render(distinct_id) if distinct_id in self._created else None
+
+    def all(self) -> dict[str, dict[str, Any]]:
+        return {distinct_id: self._render(distinct_id) for distinct_id in self._created}
+
+    def channel_values(self, distinct_id: str, channel: str) -> list[Any]:
+        entries = self._channels.get((distinct_id, channel), {})
+        return [copy.deepcopy(value) for value, _, _ in entries.values()]
+
+    def properties(self, distinct_id: str) -> dict[str, Any]:
+        return copy.deepcopy(self._properties.get(distinct_id, {}))
+
+    def _render(self, distinct_id: str) -> dict[str, Any]:
+        rendered: dict[str, Any] = {
+            "distinct_id": distinct_id,
+            "properties": copy.deepcopy(self._properties[distinct_id]),
+            "created_at": self._created[distinct_id],
+            "updated_at": self._updated[distinct_id],
+        }
+        for channel in CHANNELS:
+            entries = self._channels.get((distinct_id, channel))
+            if entries:
+                rendered[channel] = [_render_entry(channel, entry) for entry in entries.values()]
+        return rendered
+
+
+def _append_to_property(properties: dict[str, Any], key: str, value: Any) -> None:
+    current = properties.get(key)
+    if isinstance(current, list):
+        current.append(value)
+    elif key in properties:
+        properties[key] = [current, value]
+    else:
+        properties[key] = [value]
+
+
+def _render_entry(channel: str, entry: Entry) -> dict[str, Any]:
+    value, id_provider, bundle_id = entry
+    rendered = {"value": copy.deepcopy(value)}
+    if channel in PUSH_CHANNELS:
+        rendered["id_provider"] = id_provider
+        if bundle_id is not _ABSENT:
+            rendered["bundle_id"] = bundle_id
+    rendered["status"] = "active"
+    rendered["perma_status"] = "active"
+    return rendered
+
+
+def upsert_operations(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Turn a ``POST v1/user/{id}/`` body (seed 004) into operations.
+
+    Channel lists add their values (push entries may be ``{"value",
+    "id_provider", "bundle_id"}`` dicts); every other key is ``$set``.
+    """
+    properties = {key: value for key, value in body.items() if key not in CHANNEL_SET}
+    operations: list[dict[str, Any]] = [{"$set": properties}] if properties else []
+    for channel, items in body.items():
+        if channel in CHANNEL_SET:
+            operations.extend({"$append": _channel_item_operation(channel, item)} for item in items)
+    return operations
+
+
+def is_push_entry(channel: str, item: Any) -> bool:
+    """A push channel item of a REST body given as ``{"value", "id_provider", "bundle_id"}``."""
+    return channel in PUSH_CHANNELS and isinstance(item, Mapping) and "value" in item
+
+
+def _channel_item_operation(channel: str, item: Any) -> dict[str, Any]:
+    if is_push_entry(channel, item):
+        operation = {channel: item["value"], "$id_provider": item.get("id_provider")}
+        if "bundle_id" in item:
+            operation["$bundle_id"] = item["bundle_id"]
+        return operation
+    if channel in PUSH_CHANNELS:
+        return {channel: item, "$id_provider": None}
+    return {channel: item}

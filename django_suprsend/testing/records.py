@@ -1,0 +1,293 @@
+"""What the hub accepts: request limits and the shape of records and operations.
+
+Each check raises :class:`HubError`, which the server turns into a JSON
+error answer; nothing here touches profiles or HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Collection, Mapping, Sequence
+from json.scanner import make_scanner
+from typing import Any
+
+from django_suprsend.testing.profiles import (
+    CHANNEL_SET,
+    ENTRY_ATTRIBUTES,
+    STRING_CHANNELS,
+    is_push_entry,
+)
+
+MAX_RECORDS = 400
+MAX_BATCH_BYTES = 800 * 1024
+MAX_RECORD_BYTES = 10 * 1024
+#: Re-serialising JSON text the SDK's way never makes it more than this many
+#: times longer, counted as UTF-8 bytes out per character in: a number such as
+#: ``1e15`` (4 chars) grows to ``1000000000000000.0`` (18 bytes), a separator
+#: to at most 2 bytes, a string character to at most 4; escapes only shrink.
+_MAX_GROWTH = 5
+
+
+class HubError(Exception):
+    """An error answer: ``status`` and a JSON body ``{"code", "message", **extra}``."""
+
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        return {"code": self.status, "message": self.message, **self.extra}
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
+_STRICT = {"parse_constant": _reject_constant, "parse_float": _finite_float}
+_DECODER = json.JSONDecoder(**_STRICT)
+_scan_value = make_scanner(_DECODER)
+_skip_whitespace = re.compile(r"[ \t\n\r]*").match
+_separator = re.compile(r"[ \t\n\r]*([,\]])[ \t\n\r]*").match
+
+
+def parse_json(body: bytes) -> Any:
+    """The body as JSON; 400 when it is not (NaN, Infinity and 1e999 included)."""
+    try:
+        return json.loads(body, **_STRICT)
+    except ValueError as error:
+        raise HubError(400, f"body is not valid JSON: {error}") from None
+
+
+def parse_event_body(body: bytes) -> tuple[list[Any], list[int] | None]:
+    """The records of an ``event/`` body (one object or an array), parsed once.
+
+    For an array, also the length in characters of each record's JSON text,
+    which lets ``check_limits`` skip re-serialising records that cannot be
+    near a limit; None where the body has another shape.
+    """
+    try:
+        return _split_array(body.decode())
+    except (ValueError, IndexError, StopIteration):  # not a plain array: let json say why
+        payload = parse_json(body)
+        return (payload if isinstance(payload, list) else [payload]), None
+
+
+def _split_array(text: str) -> tuple[list[Any], list[int]]:
+    opening = _skip_whitespace(text, 0).end()
+    if text[opening] != "[":
+        raise ValueError("not an array")
+    records: list[Any] = []
+    lengths: list[int] = []
+    index = _skip_whitespace(text, opening + 1).end()
+    while True:
+        record, end = _scan_value(text, index)
+        records.append(record)
+        lengths.append(end - index)
+        separator = _separator(text, end)
+        if separator is None:
+            raise ValueError("expected ',' or ']'")
+        index = separator.end()
+        if separator[1] == "]":
+            break
+    if index != len(text):
+        raise ValueError("extra data")
+    return records, lengths
+
+
+def record_size(record: Any) -> int:
+    """Bytes of ``json.dumps(record, ensure_ascii=False)`` in UTF-8, as the SDK counts them."""
+    return len(json.dumps(record, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+
+
+def record_summary(index: int, record: Any, **extra: Any) -> dict[str, Any]:
+    """``{"index", "distinct_id", "$insert_id"}`` naming one record of a request."""
+    fields = record if isinstance(record, Mapping) else {}
+    return {
+        "index": index,
+        "distinct_id": fields.get("distinct_id"),
+        "$insert_id": fields.get("$insert_id"),
+        **extra,
+    }
+
+
+def describe(index: int, record: Any) -> str:
+    distinct_id = record.get("distinct_id") if isinstance(record, Mapping) else None
+    return f"record {index} (distinct_id {distinct_id!r})"
+
+
+def check_limits(records: Sequence[Any], raw_lengths: Sequence[int] | None = None) -> None:
+    """413 for more than 400 records, one over 10,240 bytes or a sum over 819,200.
+
+    Sizes are those of the SDK (each record's own ``json.dumps``); when
+    ``raw_lengths`` shows that no limit can be reached, they are not computed.
+    """
+    if len(records) > MAX_RECORDS:
+        raise HubError(
+            413, f"{len(records)} records in one request; at most {MAX_RECORDS} are accepted"
+        )
+    if raw_lengths is not None and (
+        max(raw_lengths, default=0) * _MAX_GROWTH <= MAX_RECORD_BYTES
+        and sum(raw_lengths) * _MAX_GROWTH <= MAX_BATCH_BYTES
+    ):
+        return
+    sizes = [record_size(record) for record in records]
+    oversize = [i for i, size in enumerate(sizes) if size > MAX_RECORD_BYTES]
+    if oversize:
+        first = oversize[0]
+        raise HubError(
+            413,
+            f"{describe(first, records[first])} is {sizes[first]} bytes; "
+            f"a record must not exceed {MAX_RECORD_BYTES} bytes",
+            records=[record_summary(i, records[i], size=sizes[i]) for i in oversize],
+        )
+    total = sum(sizes)
+    if total > MAX_BATCH_BYTES:
+        raise HubError(
+            413,
+            f"records total {total} bytes; a request must not exceed {MAX_BATCH_BYTES} bytes",
+        )
+
+
+def check_records(records: Sequence[Any], envs: Collection[str]) -> None:
+    """400 naming every malformed record, the first one in the message."""
+    if not records:
+        raise HubError(400, "the request holds no records")
+    errors = [(i, record_error(record, envs)) for i, record in enumerate(records)]
+    bad = [(i, error) for i, error in errors if error is not None]
+    if bad:
+        first, error = bad[0]
+        raise HubError(
+            400,
+            f"{describe(first, records[first])}: {error}",
+            records=[record_summary(i, records[i], error=e) for i, e in bad],
+        )
+
+
+def record_error(record: Any, envs: Collection[str]) -> str | None:
+    """What is wrong with one async-edit record, or None."""
+    if not isinstance(record, dict):
+        return f"must be a JSON object, not {_json_type(record)}"
+    if record.get("$schema") != "2":
+        return f'"$schema" must be "2", not {record.get("$schema")!r}'
+    for key in ("$insert_id", "distinct_id"):
+        if not _is_text(record.get(key)):
+            return f'"{key}" must be a non-empty string, not {record.get(key)!r}'
+    if type(record.get("$time")) is not int:
+        return f'"$time" must be an integer (epoch milliseconds), not {record.get("$time")!r}'
+    if record.get("env") not in envs:
+        return f'"env" {record.get("env")!r} is not this workspace (expected {_one_of(envs)})'
+    if "properties" in record and type(record["properties"]) is not dict:
+        return '"properties" must be a JSON object'
+    if "tenant_id" in record and not _is_text(record["tenant_id"]):
+        return f'"tenant_id" must be a non-empty string, not {record["tenant_id"]!r}'
+    return operations_error(record.get("$user_operations"), '"$user_operations"')
+
+
+def operations_error(operations: Any, name: str = '"operations"') -> str | None:
+    """What is wrong with a list of operations, or None."""
+    if not isinstance(operations, list):
+        return f"{name} must be a list of operations, not {_json_type(operations)}"
+    for index, operation in enumerate(operations):
+        if not isinstance(operation, dict) or len(operation) != 1:
+            return f"operation {index} must be an object with exactly one operator key"
+        ((operator, value),) = operation.items()
+        check = _OPERATOR_CHECKS.get(operator)
+        if check is None:
+            known = _one_of(_OPERATOR_CHECKS)
+            return f"operation {index}: unknown operator {operator!r} (one of {known})"
+        error = check(value)
+        if error is not None:
+            return f"operation {index} ({operator}): {error}"
+    return None
+
+
+def _check_object(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return f"value must be a JSON object, not {_json_type(value)}"
+    return None
+
+
+def _check_numbers(value: Any) -> str | None:
+    error = _check_object(value)
+    if error is not None:
+        return error
+    for key, amount in value.items():
+        if not isinstance(amount, (int, float)) or isinstance(amount, bool):
+            return f"{key!r} must be a number, not {amount!r}"
+    return None
+
+
+def _check_channel_edit(value: Any) -> str | None:
+    error = _check_object(value)
+    if error is not None:
+        return error
+    for key, item in value.items():
+        if key in ENTRY_ATTRIBUTES and not (item is None or isinstance(item, str)):
+            return f"{key} must be a string or null, not {item!r}"
+        if key in CHANNEL_SET:
+            error = _channel_value_error(key, item)
+            if error is not None:
+                return error
+    return None
+
+
+def _channel_value_error(channel: str, value: Any) -> str | None:
+    if channel in STRING_CHANNELS:
+        return None if _is_text(value) else f"{channel} must be a non-empty string, not {value!r}"
+    return None if isinstance(value, dict) else f"{channel} must be a JSON object, not {value!r}"
+
+
+def _check_key_list(value: Any) -> str | None:
+    if not isinstance(value, list) or not all(isinstance(key, str) for key in value):
+        return f"value must be a list of key strings, not {value!r}"
+    return None
+
+
+_OPERATOR_CHECKS: dict[str, Callable[[Any], str | None]] = {
+    "$set": _check_object,
+    "$set_once": _check_object,
+    "$add": _check_numbers,
+    "$append": _check_channel_edit,
+    "$remove": _check_channel_edit,
+    "$unset": _check_key_list,
+}
+
+
+def upsert_body_error(body: Any) -> str | None:
+    """What is wrong with a ``POST v1/user/{id}/`` body, or None."""
+    if not isinstance(body, dict):
+        return f"body must be a JSON object, not {_json_type(body)}"
+    for channel in CHANNEL_SET.intersection(body):
+        items = body[channel]
+        if not isinstance(items, list):
+            return f"{channel} must be a list, not {_json_type(items)}"
+        for item in items:
+            value = item["value"] if is_push_entry(channel, item) else item
+            error = _channel_value_error(channel, value)
+            if error is not None:
+                return error
+    return None
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
+    return names.get(type(value), "number")
+
+
+def _one_of(values: Collection[str]) -> str:
+    return " or ".join(repr(value) for value in values)
