@@ -20,6 +20,7 @@ from django_suprsend.operations import (
     check_record_size,
     dumps,
     iter_chunks,
+    new_insert_id,
     record_size,
 )
 
@@ -438,3 +439,22 @@ def test_to_record() -> None:
     edit.unset("a")  # later calls do not reach a record already built
     assert len(record["$user_operations"]) == 1
     assert "tenant_id" not in ProfileEdit("u").to_record(env="ws", sdk_version="ua")
+
+
+def test_new_insert_id_is_a_random_uuid4():
+    ids = {new_insert_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
+
+
+def test_dumps_matches_json_dumps_and_still_reports_cycles():
+    value = {"é": ["日本", 1e20, None, True, {"k": -0.5}], "ctrl": "\x01</script>"}
+    assert dumps(value) == json.dumps(value, ensure_ascii=False)
+    cycle: list = []
+    cycle.append(cycle)
+    with pytest.raises(ValueError, match="Circular reference"):
+        dumps(cycle)
