@@ -231,9 +231,9 @@ def _vector_requests() -> Iterator[Any]:
     for name in ("signatures", "user_edit_ops", "bulk_users"):
         for param in vectors.cases(name):
             case = param.values[0]
-            if case is None:
-                yield param
-                continue
+            if case is None:  # the vectors folder is absent: one skipped param says so
+                yield pytest.param(None, None, id=param.id, marks=param.marks)
+                return
             captured = [case["request"]] if case.get("request") else case.get("requests", [])
             for index, request in enumerate(captured):
                 if "body_text" in request and "/tenant/" not in request["path"]:
