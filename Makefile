@@ -4,8 +4,6 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Interpreters tox may use; a machine without some of them skips those envs.
-PYENV_PYTHONS ?= 3.10 3.11 3.12 3.13
 
 .PHONY: help venv demo test lint format tox bench clean
 
@@ -37,9 +35,12 @@ format: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# tox finds interpreters on PATH; put every pyenv-installed 3.10-3.13 there
+# (pyenv shims alone are not enough for virtualenv's discovery).
+PYENV_BINS := $(shell command -v pyenv >/dev/null 2>&1 && for v in $$(pyenv versions --bare | grep -E '^3\.1[0-3]\.'); do printf '%s:' "$$(pyenv root)/versions/$$v/bin"; done)
+
 tox: venv
-	PYENV_VERSION=$$(pyenv versions --bare 2>/dev/null | grep -E '^3\.1[0-3]\.' | tr '\n' ':') \
-		$(BIN)/tox run-parallel --parallel-no-spinner
+	PATH="$(PYENV_BINS)$$PATH" $(BIN)/tox run-parallel --parallel-no-spinner
 
 $(BIN)/.bench-installed: $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet -e ".[test,dev,bench]"

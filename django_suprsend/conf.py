@@ -1,0 +1,105 @@
+"""The ``SUPRSEND`` settings dict, with defaults, read lazily.
+
+Like Django REST framework's ``api_settings``: one object, attributes by
+key, rebuilt when a test changes ``settings.SUPRSEND`` (``override_settings``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.core.signals import setting_changed
+
+from .exceptions import SuprsendConfigurationError
+
+DEFAULTS: dict[str, Any] = {
+    # Credentials: WORKSPACE_KEY with WORKSPACE_SECRET (HMAC), or with API_KEY (Bearer).
+    "WORKSPACE_KEY": None,
+    "WORKSPACE_SECRET": None,
+    "API_KEY": None,
+    "BASE_URL": "https://hub.suprsend.com/",
+    "CONNECT_TIMEOUT": 5.0,
+    "READ_TIMEOUT": 30.0,
+    # Retries of one HTTP request inside one flush (see RetryPolicy).
+    "HTTP_MAX_ATTEMPTS": 3,
+    "HTTP_MAX_ELAPSED": 30.0,
+    # False: saves queue nothing (migrations, imports, tests); see also paused().
+    "AUTOSYNC": True,
+    # What a deleted row does to its SuprSend user: "delete", "unset" (its channels) or "ignore".
+    "ON_DELETE": "delete",
+    # What deactivation (the active field going false) does: "unset", "delete" or "ignore".
+    "ON_DEACTIVATE": "unset",
+    # Outbox entries one flush claims, and records per request at most.
+    "BATCH_SIZE": 2000,
+    # Seconds a claim holds; a worker killed mid-batch releases its entries after this.
+    "LEASE_SECONDS": 120,
+    # Outbox-level retries of a transiently failed entry: attempts and backoff in seconds.
+    "MAX_ATTEMPTS": 12,
+    "RETRY_BACKOFF": 10.0,
+    "RETRY_BACKOFF_MAX": 3600.0,
+    # Sent entries kept for the admin's history, in days; the sweep prunes older ones.
+    "KEEP_SENT_DAYS": 7,
+    # Celery queue of the app's tasks (None: the default queue).
+    "QUEUE": None,
+}
+
+CHOICES = {
+    "ON_DELETE": ("delete", "unset", "ignore"),
+    "ON_DEACTIVATE": ("delete", "unset", "ignore"),
+}
+
+
+class SuprsendSettings:
+    """Attribute access to ``settings.SUPRSEND`` merged over :data:`DEFAULTS`."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Any] | None = None
+
+    def _load(self) -> dict[str, Any]:
+        user = getattr(django_settings, "SUPRSEND", None) or {}
+        if not isinstance(user, dict):
+            raise SuprsendConfigurationError(f"settings.SUPRSEND must be a dict, got {user!r}")
+        unknown = sorted(set(user) - set(DEFAULTS))
+        if unknown:
+            raise SuprsendConfigurationError(
+                f"settings.SUPRSEND has unknown keys {unknown}; known keys: {sorted(DEFAULTS)}"
+            )
+        merged = {**DEFAULTS, **user}
+        for key, allowed in CHOICES.items():
+            if merged[key] not in allowed:
+                raise SuprsendConfigurationError(
+                    f"settings.SUPRSEND[{key!r}] must be one of {allowed}, got {merged[key]!r}"
+                )
+        return merged
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if self._cache is None:
+            self._cache = self._load()
+        try:
+            return self._cache[name]
+        except KeyError:
+            raise AttributeError(f"SUPRSEND has no setting {name!r}") from None
+
+    def reload(self) -> None:
+        self._cache = None
+        from . import client_factory  # noqa: PLC0415 - avoids an import cycle at load time
+
+        client_factory.reset()
+
+    def __repr__(self) -> str:
+        # Never the secret or the API key.
+        return f"<SuprsendSettings workspace_key={self.WORKSPACE_KEY!r} base_url={self.BASE_URL!r}>"
+
+
+suprsend_settings = SuprsendSettings()
+
+
+def _reload(*, setting: str, **kwargs: Any) -> None:
+    if setting == "SUPRSEND":
+        suprsend_settings.reload()
+
+
+setting_changed.connect(_reload)

@@ -1,0 +1,104 @@
+"""The outbox of queued profile changes, and the sync state of each profile."""
+
+from __future__ import annotations
+
+from django.contrib.contenttypes.fields import GenericForeignKey
+from django.contrib.contenttypes.models import ContentType
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class SyncStatus(models.TextChoices):
+    SYNCED = "synced", _("synced")
+    PENDING = "pending", _("pending")
+    RETRYING = "retrying", _("retrying")
+    FAILED = "failed", _("failed")
+
+
+class OutboxEntry(models.Model):
+    """One queued change of one profile, written in the transaction of the save.
+
+    Workers claim pending entries under a lease (``claimed_until``), merge
+    the entries of one distinct_id into one record in ``id`` (commit) order,
+    send them and record the outcome here.
+    """
+
+    class Kind(models.TextChoices):
+        EDIT = "edit", _("edit")
+        DELETE = "delete", _("delete user")
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("pending")
+        SENT = "sent", _("sent")
+        FAILED = "failed", _("failed")
+
+    distinct_id = models.CharField(max_length=255)
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.EDIT)
+    operations = models.JSONField(default=list, blank=True)
+    # Values refused before queueing: [{"field", "value", "reason"}], reported on the SyncState.
+    errors = models.JSONField(default=list, blank=True)
+    content_type = models.ForeignKey(
+        ContentType, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    object_id = models.CharField(max_length=64, blank=True)
+
+    status = models.CharField(
+        max_length=8, choices=Status.choices, default=Status.PENDING, db_index=True
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=32, blank=True)
+    insert_id = models.CharField(max_length=36, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    last_error_code = models.IntegerField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("outbox entry")
+        verbose_name_plural = _("outbox entries")
+        ordering = ("id",)
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="suprsend_outbox_due"),
+            models.Index(fields=["distinct_id", "status"], name="suprsend_outbox_profile"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.distinct_id} ({self.status})"
+
+
+class SyncState(models.Model):
+    """Where one profile stands with SuprSend; written by the workers only."""
+
+    distinct_id = models.CharField(max_length=255, unique=True)
+    content_type = models.ForeignKey(
+        ContentType, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    object_id = models.CharField(max_length=64, blank=True)
+    content_object = GenericForeignKey("content_type", "object_id")
+
+    status = models.CharField(
+        max_length=8, choices=SyncStatus.choices, default=SyncStatus.PENDING, db_index=True
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    last_synced_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    last_error_code = models.IntegerField(null=True, blank=True, db_index=True)
+    # The failed record as the hub's BulkResponse returned it: {"record", "error", "code"}.
+    last_failed_record = models.JSONField(null=True, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        verbose_name = _("sync state")
+        verbose_name_plural = _("sync states")
+        ordering = ("-updated_at",)
+        permissions = [
+            ("resync_profile", _("Can resync profiles to SuprSend")),
+            ("unset_channels", _("Can unset channels in SuprSend")),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.distinct_id}: {self.status}"

@@ -1,0 +1,13 @@
+"""The app's own signals, sent by the workers after each outcome.
+
+``profile_synced``: ``sender`` is the model class of the profile (or None
+when unknown), with ``distinct_id`` and ``sync_state``.
+``profile_sync_failed``: the same, plus ``error`` (human-readable),
+``code`` (HTTP status or None) and ``retrying`` (True while the change
+will be tried again, False once it has failed for good).
+"""
+
+from django.dispatch import Signal
+
+profile_synced = Signal()
+profile_sync_failed = Signal()
