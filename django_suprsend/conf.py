@@ -85,7 +85,7 @@ class SuprsendSettings:
 
     def reload(self) -> None:
         self._cache = None
-        from . import client_factory  # noqa: PLC0415 - avoids an import cycle at load time
+        from . import client_factory  # import here: client_factory imports this module
 
         client_factory.reset()
 

@@ -1,0 +1,256 @@
+"""One flush: claim due entries, coalesce per profile, send, record every outcome.
+
+Used by the Celery task, by ``manage.py suprsend_flush`` and by tests; no
+Celery here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import outbox
+from .bulk import BulkResponse
+from .client import SuprsendClient
+from .client_factory import get_client
+from .conf import suprsend_settings
+from .exceptions import SuprsendAPIError, SuprsendError, SuprsendTransportError
+from .models import OutboxEntry, SyncStatus
+from .operations import MAX_RECORD_BYTES, build_record, record_size
+from .retry import is_retryable_status
+from .sync_state import Outcome, record, validation_message
+
+logger = logging.getLogger("django_suprsend.flush")
+
+Kind = OutboxEntry.Kind
+
+
+@dataclass
+class FlushResult:
+    """Counts of one or more flushes, by profile."""
+
+    claimed: int = 0
+    synced: int = 0
+    retrying: int = 0
+    failed: int = 0
+    released: int = 0
+
+    def add(self, other: FlushResult) -> None:
+        for name in ("claimed", "synced", "retrying", "failed", "released"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def __str__(self) -> str:
+        return (
+            f"{self.claimed} entries claimed: {self.synced} profiles synced, "
+            f"{self.retrying} retrying, {self.failed} failed, {self.released} entries held back"
+        )
+
+
+@dataclass
+class _Plan:
+    """What to do with the entries of one claim."""
+
+    edits: list[tuple[list[OutboxEntry], dict[str, Any], list[dict[str, Any]]]] = field(
+        default_factory=list
+    )  # (entries, record, validation errors)
+    deletes: list[list[OutboxEntry]] = field(default_factory=list)
+    refused: list[list[OutboxEntry]] = field(default_factory=list)  # only invalid values
+    release: list[int] = field(default_factory=list)
+
+
+def flush(
+    *,
+    using: str = "default",
+    client: SuprsendClient | None = None,
+    limit: int | None = None,
+    time_budget: float | None = None,
+) -> FlushResult:
+    """Flush batches until nothing is due or ``time_budget`` seconds have passed."""
+    total = FlushResult()
+    deadline = None if time_budget is None else time.monotonic() + time_budget
+    while True:
+        result = flush_once(using=using, client=client, limit=limit)
+        total.add(result)
+        # Stop when a batch sent nothing: none due, or all held back behind other workers.
+        if result.claimed == result.released or (
+            deadline is not None and time.monotonic() > deadline
+        ):
+            return total
+
+
+def flush_once(
+    *, using: str = "default", client: SuprsendClient | None = None, limit: int | None = None
+) -> FlushResult:
+    """Claim one batch, send it, record the outcomes."""
+    claim = outbox.claim(limit or suprsend_settings.BATCH_SIZE, using=using)
+    result = FlushResult(claimed=len(claim.entries) + len(claim.released))
+    result.released = len(claim.released)
+    if not claim.entries:
+        return result
+    client = client or get_client()
+    plan = _plan(claim, client)
+    claim.release(plan.release)
+    result.released += len(plan.release)
+    outcomes = [
+        *_send_edits(client, claim, plan.edits),
+        *_send_deletes(client, claim, plan.deletes),
+        *_refuse(claim, plan.refused),
+    ]
+    record(outcomes, using=using)
+    for outcome in outcomes:
+        if outcome.status == SyncStatus.SYNCED:
+            result.synced += 1
+        elif outcome.status == SyncStatus.RETRYING:
+            result.retrying += 1
+        else:
+            result.failed += 1
+    return result
+
+
+def _plan(claim: outbox.Claim, client: SuprsendClient) -> _Plan:
+    plan = _Plan()
+    env, agent = client.workspace_key, client.user_agent
+    for entries in claim.by_profile().values():
+        delete_at = next((i for i, e in enumerate(entries) if e.kind == Kind.DELETE), None)
+        if delete_at is not None:
+            # Edits before a delete are moot; what follows waits for the next flush.
+            plan.deletes.append(entries[: delete_at + 1])
+            plan.release.extend(e.id for e in entries[delete_at + 1 :])
+            continue
+        operations = [op for e in entries for op in e.operations]
+        errors = [err for e in entries for err in e.errors]
+        if not operations:
+            plan.refused.append(entries)
+            continue
+        record_ = _record(entries, operations, env, agent)
+        if len(entries) > 1 and record_size(record_) > MAX_RECORD_BYTES:
+            # Too big merged: send the oldest alone now, the rest in the next flush.
+            plan.release.extend(e.id for e in entries[1:])
+            entries = entries[:1]
+            errors = list(entries[0].errors)
+            if not entries[0].operations:
+                plan.refused.append(entries)
+                continue
+            record_ = _record(entries, list(entries[0].operations), env, agent)
+        plan.edits.append((entries, record_, errors))
+    return plan
+
+
+def _record(
+    entries: list[OutboxEntry], operations: list[dict[str, Any]], env: str, agent: str
+) -> dict[str, Any]:
+    return build_record(
+        entries[0].distinct_id,
+        operations,
+        env=env,
+        sdk_version=agent,
+        insert_id=outbox.insert_id_for(entries),
+    )
+
+
+def _send_edits(
+    client: SuprsendClient,
+    claim: outbox.Claim,
+    edits: list[tuple[list[OutboxEntry], dict[str, Any], list[dict[str, Any]]]],
+) -> list[Outcome]:
+    if not edits:
+        return []
+    response = client.send_records(record_ for _, record_, _ in edits)
+    failures = {f["record"].get("$insert_id"): f for f in response.failed_records}
+    retryable = {id(f) for f in response.retryable}
+    delivered_entries: list[OutboxEntry] = []
+    outcomes = []
+    for entries, record_, errors in edits:
+        failure = failures.get(record_["$insert_id"])
+        if failure is None:
+            delivered_entries.extend(entries)
+            outcomes.append(_delivered(entries, record_, errors))
+            continue
+        again = outbox.mark_failed(
+            claim,
+            entries,
+            error=str(failure["error"]),
+            code=failure["code"],
+            retryable=id(failure) in retryable,
+            insert_id=record_["$insert_id"],
+        )
+        outcomes.append(
+            Outcome(
+                entries,
+                SyncStatus.RETRYING if again else SyncStatus.FAILED,
+                error=str(failure["error"]),
+                code=failure["code"],
+                failed_record=_as_json(failure),
+            )
+        )
+    outbox.mark_sent(claim, delivered_entries)
+    _log(response)
+    return outcomes
+
+
+def _delivered(
+    entries: list[OutboxEntry], record_: dict[str, Any], errors: list[dict[str, Any]]
+) -> Outcome:
+    if not errors:
+        return Outcome(entries, SyncStatus.SYNCED, delivered=True)
+    # The valid values went; the refused ones make the profile failed until fixed.
+    message = validation_message(errors)
+    failed_record = {"record": record_, "error": message, "code": None, "refused": errors}
+    return Outcome(
+        entries, SyncStatus.FAILED, error=message, failed_record=failed_record, delivered=True
+    )
+
+
+def _send_deletes(
+    client: SuprsendClient, claim: outbox.Claim, deletes: list[list[OutboxEntry]]
+) -> list[Outcome]:
+    if not deletes:
+        return []
+    entries = [e for group in deletes for e in group]
+    ids = [group[0].distinct_id for group in deletes]
+    try:
+        client.bulk_delete_users(ids)
+    except SuprsendError as exc:
+        code = exc.status_code if isinstance(exc, SuprsendAPIError) else None
+        retry = isinstance(exc, SuprsendTransportError) or (
+            code is not None and is_retryable_status(code)
+        )
+        outcomes = []
+        for group in deletes:
+            again = outbox.mark_failed(claim, group, error=str(exc), code=code, retryable=retry)
+            status = SyncStatus.RETRYING if again else SyncStatus.FAILED
+            outcomes.append(Outcome(group, status, error=f"delete failed: {exc}", code=code))
+        return outcomes
+    outbox.mark_sent(claim, entries)
+    return [Outcome(group, SyncStatus.SYNCED, delivered=True) for group in deletes]
+
+
+def _refuse(claim: outbox.Claim, refused: list[list[OutboxEntry]]) -> list[Outcome]:
+    """Entries that held only refused values: nothing to send, failed for good."""
+    outcomes = []
+    for entries in refused:
+        errors = [err for e in entries for err in e.errors]
+        message = validation_message(errors)
+        outbox.mark_failed(claim, entries, error=message, code=None, retryable=False)
+        failed_record = {"record": None, "error": message, "code": None, "refused": errors}
+        outcomes.append(
+            Outcome(entries, SyncStatus.FAILED, error=message, failed_record=failed_record)
+        )
+    return outcomes
+
+
+def _as_json(failure: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "record": failure.get("record"),
+        "error": str(failure.get("error")),
+        "code": failure.get("code"),
+    }
+
+
+def _log(response: BulkResponse) -> None:
+    if response.failure:
+        logger.warning("SuprSend flush: %s", response)
+    else:
+        logger.debug("SuprSend flush: %s", response)

@@ -1,0 +1,304 @@
+"""The outbox: enqueue in the caller's transaction, claim under a lease, record outcomes.
+
+Writing (request path): :func:`enqueue` and :func:`enqueue_many` add rows in
+the transaction of the save and schedule one flush per transaction with
+``transaction.on_commit``: a rolled-back save sends nothing.
+
+Reading (workers): :func:`claim` takes due entries under a lease. On
+PostgreSQL and MySQL/MariaDB the rows are locked with
+``select_for_update(skip_locked=True)`` while the lease is written, so two
+workers never claim the same row; on other databases (SQLite) one
+``UPDATE ... WHERE id IN (SELECT ... LIMIT n)`` statement claims them, which
+the database runs atomically. A worker killed mid-batch leaves a lease that
+expires after ``LEASE_SECONDS``; its entries are then claimable again.
+
+Order per profile: a worker only sends a profile's entries up to the first
+older unsent entry of that profile it does not hold (held by another
+worker, or waiting for its retry), so a profile's changes reach the hub in
+commit order, whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.contrib.contenttypes.models import ContentType
+from django.db import connections, models, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from .conf import suprsend_settings
+from .models import OutboxEntry
+
+logger = logging.getLogger("django_suprsend.outbox")
+
+Status = OutboxEntry.Status
+Kind = OutboxEntry.Kind
+
+# uuid5 namespace of record $insert_ids: the same entries always make the same id.
+INSERT_ID_NAMESPACE = uuid.UUID("6f1d9a52-5b3e-4c1e-9a57-0d7c1f0b5e21")
+
+Item = tuple[str, list[dict[str, Any]], list[dict[str, Any]], "models.Model | None"]
+
+
+# -- writing -------------------------------------------------------------------
+
+
+def enqueue(
+    distinct_id: str,
+    operations: list[dict[str, Any]],
+    *,
+    errors: list[dict[str, Any]] | None = None,
+    instance: models.Model | None = None,
+    kind: str = Kind.EDIT,
+    using: str = "default",
+) -> OutboxEntry | None:
+    """Queue one change of one profile in the caller's transaction on ``using``.
+
+    Writes nothing when an edit has neither operations nor errors.
+    """
+    entry = _entry(distinct_id, operations, errors or [], instance, kind)
+    if entry is None:
+        return None
+    entry.save(using=using, force_insert=True)
+    schedule_flush(using)
+    return entry
+
+
+def enqueue_many(
+    items: Iterable[Item], *, using: str = "default", kind: str = Kind.EDIT, batch_size: int = 1000
+) -> int:
+    """Queue many changes with ``bulk_create``; returns how many entries were written."""
+    entries = [
+        entry
+        for distinct_id, operations, errors, instance in items
+        if (entry := _entry(distinct_id, operations, errors, instance, kind)) is not None
+    ]
+    if entries:
+        OutboxEntry.objects.using(using).bulk_create(entries, batch_size=batch_size)
+        schedule_flush(using)
+    return len(entries)
+
+
+def _entry(
+    distinct_id: str,
+    operations: list[dict[str, Any]],
+    errors: list[dict[str, Any]],
+    instance: models.Model | None,
+    kind: str,
+) -> OutboxEntry | None:
+    if kind == Kind.EDIT and not operations and not errors:
+        return None
+    content_type, object_id = _link(instance)
+    return OutboxEntry(
+        distinct_id=distinct_id,
+        kind=kind,
+        operations=operations,
+        errors=errors,
+        content_type=content_type,
+        object_id=object_id,
+    )
+
+
+def _link(instance: models.Model | None) -> tuple[ContentType | None, str]:
+    if instance is None or instance.pk is None:
+        return None, ""
+    # get_for_model is cached per process after the first call: no query on the hot path.
+    return ContentType.objects.get_for_model(instance, for_concrete_model=False), str(instance.pk)
+
+
+def schedule_flush(using: str = "default") -> None:
+    """Ask a worker to flush once the current transaction on ``using`` commits.
+
+    Once per transaction: a callback already waiting on the connection is
+    enough. Django drops the callbacks of a rolled-back transaction or
+    savepoint, so a later enqueue registers a new one.
+    """
+    connection = connections[using]
+    if not connection.in_atomic_block:
+        _send_flush_task(using)
+        return
+    if any(getattr(item[1], "suprsend_flush", False) for item in connection.run_on_commit):
+        return
+
+    def flush_after_commit() -> None:
+        _send_flush_task(using)
+
+    flush_after_commit.suprsend_flush = True  # type: ignore[attr-defined]
+    transaction.on_commit(flush_after_commit, using=using)
+
+
+def _send_flush_task(using: str) -> None:
+    """Enqueue the flush task; a broker that is down must not break the save."""
+    from .tasks import flush_outbox  # tasks imports Celery: keep it off the import path
+
+    try:
+        options: dict[str, Any] = {"retry": False}
+        if suprsend_settings.QUEUE:
+            options["queue"] = suprsend_settings.QUEUE
+        flush_outbox.apply_async(kwargs={"using": using}, **options)
+    except Exception as exc:  # the broker's errors are many and transport-specific
+        logger.warning(
+            "SuprSend: could not enqueue the flush task (%s: %s); the change is kept in the "
+            "outbox and will be sent by the periodic sweep or `manage.py suprsend_flush`.",
+            type(exc).__name__,
+            exc,
+        )
+
+
+# -- claiming ------------------------------------------------------------------
+
+
+def claimable(now: datetime) -> Q:
+    return Q(status=Status.PENDING, next_attempt_at__lte=now) & (
+        Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
+    )
+
+
+def claim(limit: int, *, using: str = "default", lease_seconds: float | None = None) -> Claim:
+    """Claim up to ``limit`` due entries for this worker; see the module docstring."""
+    now = timezone.now()
+    lease = lease_seconds if lease_seconds is not None else suprsend_settings.LEASE_SECONDS
+    token = uuid.uuid4().hex
+    until = now + timedelta(seconds=lease)
+    manager = OutboxEntry.objects.using(using)
+    connection = connections[using]
+    with transaction.atomic(using=using):
+        if connection.features.has_select_for_update_skip_locked:
+            ids = list(
+                manager.select_for_update(skip_locked=True)
+                .filter(claimable(now))
+                .order_by("id")
+                .values_list("id", flat=True)[:limit]
+            )
+            if ids:
+                manager.filter(id__in=ids).update(claimed_by=token, claimed_until=until)
+        else:
+            subquery = manager.filter(claimable(now)).order_by("id").values("id")[:limit]
+            manager.filter(id__in=subquery).update(claimed_by=token, claimed_until=until)
+    entries = list(
+        manager.filter(claimed_by=token, claimed_until=until, status=Status.PENDING).order_by("id")
+    )
+    claimed = Claim(token=token, using=using, entries=entries)
+    claimed.hold_back_out_of_order()
+    return claimed
+
+
+@dataclass
+class Claim:
+    """The entries one worker holds, grouped by profile in commit order."""
+
+    token: str
+    using: str
+    entries: list[OutboxEntry]
+    released: list[int] = field(default_factory=list)
+
+    def hold_back_out_of_order(self) -> None:
+        """Release, per profile, the held entries that come after an unsent one we do not hold."""
+        if not self.entries:
+            return
+        held = {entry.id for entry in self.entries}
+        last_held: dict[str, int] = {}
+        for entry in self.entries:
+            last_held[entry.distinct_id] = entry.id
+        blockers: dict[str, int] = {}
+        rows = (
+            OutboxEntry.objects.using(self.using)
+            .filter(distinct_id__in=list(last_held), status=Status.PENDING)
+            .exclude(claimed_by=self.token)
+            .values_list("distinct_id", "id")
+        )
+        for distinct_id, entry_id in rows.iterator():
+            if entry_id not in held and entry_id < last_held[distinct_id]:
+                blockers[distinct_id] = min(entry_id, blockers.get(distinct_id, entry_id))
+        if not blockers:
+            return
+        keep = []
+        for entry in self.entries:
+            first_blocker = blockers.get(entry.distinct_id)
+            if first_blocker is not None and entry.id > first_blocker:
+                self.released.append(entry.id)
+            else:
+                keep.append(entry)
+        self.entries = keep
+        self.release(self.released)
+
+    def release(self, ids: list[int]) -> None:
+        """Give entries back unsent (no attempt counted)."""
+        if ids:
+            OutboxEntry.objects.using(self.using).filter(id__in=ids, claimed_by=self.token).update(
+                claimed_by="", claimed_until=None
+            )
+
+    def by_profile(self) -> dict[str, list[OutboxEntry]]:
+        groups: dict[str, list[OutboxEntry]] = {}
+        for entry in self.entries:
+            groups.setdefault(entry.distinct_id, []).append(entry)
+        return groups
+
+
+def insert_id_for(entries: list[OutboxEntry]) -> str:
+    """A stable ``$insert_id`` for exactly these entries: a retry of them reuses it."""
+    key = entries[0].distinct_id + ":" + ",".join(str(entry.id) for entry in entries)
+    return str(uuid.uuid5(INSERT_ID_NAMESPACE, key))
+
+
+# -- outcomes --------------------------------------------------------------------
+
+
+def backoff_seconds(attempts: int) -> float:
+    base = suprsend_settings.RETRY_BACKOFF
+    return min(suprsend_settings.RETRY_BACKOFF_MAX, base * 2 ** max(0, attempts - 1))
+
+
+def mark_sent(claim_: Claim, entries: list[OutboxEntry]) -> None:
+    """Delivered: one UPDATE for the whole batch."""
+    if entries:
+        OutboxEntry.objects.using(claim_.using).filter(id__in=[e.id for e in entries]).update(
+            status=Status.SENT,
+            sent_at=timezone.now(),
+            claimed_by="",
+            claimed_until=None,
+            last_error="",
+            last_error_code=None,
+            attempts=models.F("attempts") + 1,
+        )
+
+
+def mark_failed(
+    claim_: Claim,
+    entries: list[OutboxEntry],
+    *,
+    error: str,
+    code: int | None,
+    retryable: bool,
+    insert_id: str = "",
+) -> bool:
+    """A failed attempt; returns True when the entries will be tried again.
+
+    Retryable failures go back to pending with a backoff, until
+    ``MAX_ATTEMPTS``; permanent ones (and exhausted ones) are failed for good.
+    """
+    if not entries:
+        return False
+    attempts = max(entry.attempts for entry in entries) + 1
+    again = retryable and attempts < suprsend_settings.MAX_ATTEMPTS
+    now = timezone.now()
+    OutboxEntry.objects.using(claim_.using).filter(id__in=[e.id for e in entries]).update(
+        status=Status.PENDING if again else Status.FAILED,
+        attempts=attempts,
+        next_attempt_at=now + timedelta(seconds=backoff_seconds(attempts)) if again else now,
+        claimed_by="",
+        claimed_until=None,
+        last_error=error[:4000],
+        last_error_code=code,
+        insert_id=insert_id,
+    )
+    for entry in entries:
+        entry.attempts = attempts
+    return again

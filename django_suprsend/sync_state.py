@@ -1,0 +1,108 @@
+"""Recording each profile's outcome in ``SyncState`` and announcing it with the app's signals.
+
+Written by the workers only, in bulk: one upsert for a whole flush.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.utils import timezone
+
+from .models import OutboxEntry, SyncState, SyncStatus
+from .signals import profile_sync_failed, profile_synced
+
+_UPDATED_FIELDS = [
+    "content_type",
+    "object_id",
+    "status",
+    "attempts",
+    "last_synced_at",
+    "last_attempt_at",
+    "last_error",
+    "last_error_code",
+    "last_failed_record",
+    "updated_at",
+]
+
+
+@dataclass
+class Outcome:
+    """What happened to one profile's entries in one flush."""
+
+    entries: list[OutboxEntry]
+    status: str
+    error: str = ""
+    code: int | None = None
+    failed_record: dict[str, Any] | None = None
+    delivered: bool = False  # something reached the hub (also when some values were refused)
+
+    @property
+    def distinct_id(self) -> str:
+        return self.entries[0].distinct_id
+
+
+def validation_message(errors: list[dict[str, Any]]) -> str:
+    """``$email: 'not-an-email' is not a valid email address; ...``: field, value and reason."""
+    return "; ".join(f"{e['field']}: {e['value']} {e['reason']}" for e in errors)
+
+
+def record(outcomes: list[Outcome], *, using: str) -> list[SyncState]:
+    """Upsert one SyncState per profile and send ``profile_synced``/``profile_sync_failed``."""
+    if not outcomes:
+        return []
+    now = timezone.now()
+    states = [_state(outcome, now) for outcome in outcomes]
+    # A profile whose change did not reach the hub keeps its last_synced_at.
+    for delivered in (True, False):
+        batch = [s for s, o in zip(states, outcomes, strict=True) if o.delivered is delivered]
+        fields = [f for f in _UPDATED_FIELDS if delivered or f != "last_synced_at"]
+        if batch:
+            SyncState.objects.using(using).bulk_create(
+                batch,
+                batch_size=500,
+                update_conflicts=True,
+                unique_fields=["distinct_id"],
+                update_fields=fields,
+            )
+    _announce(outcomes, states)
+    return states
+
+
+def _state(outcome: Outcome, now: Any) -> SyncState:
+    linked = next((e for e in reversed(outcome.entries) if e.content_type_id), outcome.entries[-1])
+    synced = outcome.status == SyncStatus.SYNCED
+    return SyncState(
+        distinct_id=outcome.distinct_id,
+        content_type_id=linked.content_type_id,
+        object_id=linked.object_id,
+        status=outcome.status,
+        attempts=0 if synced else max(e.attempts for e in outcome.entries),
+        last_synced_at=now if outcome.delivered else None,
+        last_attempt_at=now,
+        last_error=outcome.error[:4000],
+        last_error_code=outcome.code,
+        last_failed_record=outcome.failed_record,
+        updated_at=now,
+    )
+
+
+def _announce(outcomes: list[Outcome], states: list[SyncState]) -> None:
+    synced = profile_synced.has_listeners()
+    failed = profile_sync_failed.has_listeners()
+    if not (synced or failed):
+        return
+    for outcome, state in zip(outcomes, states, strict=True):
+        sender = state.content_type.model_class() if state.content_type_id else None
+        if outcome.status == SyncStatus.SYNCED and synced:
+            profile_synced.send(sender=sender, distinct_id=state.distinct_id, sync_state=state)
+        elif outcome.status != SyncStatus.SYNCED and failed:
+            profile_sync_failed.send(
+                sender=sender,
+                distinct_id=state.distinct_id,
+                sync_state=state,
+                error=outcome.error,
+                code=outcome.code,
+                retrying=outcome.status == SyncStatus.RETRYING,
+            )

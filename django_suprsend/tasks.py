@@ -1,0 +1,72 @@
+"""Celery tasks: flush the outbox, sweep it. All idempotent: running one twice,
+or on several workers at once, sends each entry once.
+
+Add the sweep to Celery beat so that entries whose flush task was never
+enqueued (broker down at save time) or whose retry is due are sent::
+
+    CELERY_BEAT_SCHEDULE = {
+        "suprsend-sweep": {"task": "django_suprsend.sweep", "schedule": 30.0},
+    }
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from celery import shared_task
+from django.db.models import Min, Q
+from django.utils import timezone
+
+from .conf import suprsend_settings
+from .flush import flush
+from .models import OutboxEntry
+from .outbox import claimable
+
+# A flush task gives its worker back after this many seconds and queues a successor.
+FLUSH_TIME_BUDGET = 60.0
+MIN_RESCHEDULE_SECONDS = 1.0
+
+
+@shared_task(name="django_suprsend.flush_outbox", ignore_result=True)
+def flush_outbox(using: str = "default") -> dict[str, int]:
+    """Send every due entry; then queue itself again for the earliest retry, if any."""
+    result = flush(using=using, time_budget=FLUSH_TIME_BUDGET)
+    _schedule_next(using)
+    return vars(result)
+
+
+@shared_task(name="django_suprsend.sweep", ignore_result=True)
+def sweep(using: str = "default") -> dict[str, Any]:
+    """Periodic: prune old sent entries, and flush what is due (lost tasks, expired leases)."""
+    cutoff = timezone.now() - timedelta(days=suprsend_settings.KEEP_SENT_DAYS)
+    pruned, _ = (
+        OutboxEntry.objects.using(using)
+        .filter(status=OutboxEntry.Status.SENT, sent_at__lt=cutoff)
+        .delete()
+    )
+    due = OutboxEntry.objects.using(using).filter(claimable(timezone.now())).exists()
+    if due:
+        _apply(flush_outbox, using)
+    return {"pruned": pruned, "flush_queued": due}
+
+
+def _schedule_next(using: str) -> None:
+    """Queue a flush for the earliest pending retry, so retries need no beat to happen."""
+    now = timezone.now()
+    earliest = (
+        OutboxEntry.objects.using(using)
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        .filter(status=OutboxEntry.Status.PENDING)
+        .aggregate(at=Min("next_attempt_at"))["at"]
+    )
+    if earliest is not None:
+        # At least a second: entries held back behind another worker are due "now".
+        delay = max(MIN_RESCHEDULE_SECONDS, (earliest - now).total_seconds())
+        _apply(flush_outbox, using, countdown=delay)
+
+
+def _apply(task: Any, using: str, **options: Any) -> None:
+    if suprsend_settings.QUEUE:
+        options["queue"] = suprsend_settings.QUEUE
+    task.apply_async(kwargs={"using": using}, **options)
