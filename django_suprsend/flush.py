@@ -52,11 +52,11 @@ class FlushResult:
 class _Plan:
     """What to do with the entries of one claim."""
 
-    edits: list[tuple[list[OutboxEntry], dict[str, Any], list[dict[str, Any]]]] = field(
+    edits: list[tuple[list[outbox.Entry], dict[str, Any], list[dict[str, Any]]]] = field(
         default_factory=list
     )  # (entries, record, validation errors)
-    deletes: list[list[OutboxEntry]] = field(default_factory=list)
-    refused: list[list[OutboxEntry]] = field(default_factory=list)  # only invalid values
+    deletes: list[list[outbox.Entry]] = field(default_factory=list)
+    refused: list[list[outbox.Entry]] = field(default_factory=list)  # only invalid values
     release: list[int] = field(default_factory=list)
 
 
@@ -93,10 +93,11 @@ def flush_once(
     plan = _plan(claim, client)
     claim.release(plan.release)
     result.released += len(plan.release)
+    # Edits last: what the claim still holds after them is exactly the delivered edits.
     outcomes = [
-        *_send_edits(client, claim, plan.edits),
-        *_send_deletes(client, claim, plan.deletes),
         *_refuse(claim, plan.refused),
+        *_send_deletes(client, claim, plan.deletes),
+        *_send_edits(client, claim, plan.edits),
     ]
     record(outcomes, using=using)
     for outcome in outcomes:
@@ -139,7 +140,7 @@ def _plan(claim: outbox.Claim, client: SuprsendClient) -> _Plan:
 
 
 def _record(
-    entries: list[OutboxEntry], operations: list[dict[str, Any]], env: str, agent: str
+    entries: list[outbox.Entry], operations: list[dict[str, Any]], env: str, agent: str
 ) -> dict[str, Any]:
     return build_record(
         entries[0].distinct_id,
@@ -153,19 +154,17 @@ def _record(
 def _send_edits(
     client: SuprsendClient,
     claim: outbox.Claim,
-    edits: list[tuple[list[OutboxEntry], dict[str, Any], list[dict[str, Any]]]],
+    edits: list[tuple[list[outbox.Entry], dict[str, Any], list[dict[str, Any]]]],
 ) -> list[Outcome]:
     if not edits:
         return []
     response = client.send_records(record_ for _, record_, _ in edits)
     failures = {f["record"].get("$insert_id"): f for f in response.failed_records}
     retryable = {id(f) for f in response.retryable}
-    delivered_entries: list[OutboxEntry] = []
     outcomes = []
     for entries, record_, errors in edits:
         failure = failures.get(record_["$insert_id"])
         if failure is None:
-            delivered_entries.extend(entries)
             outcomes.append(_delivered(entries, record_, errors))
             continue
         again = outbox.mark_failed(
@@ -185,13 +184,13 @@ def _send_edits(
                 failed_record=_as_json(failure),
             )
         )
-    outbox.mark_sent(claim, delivered_entries)
+    outbox.mark_sent(claim)
     _log(response)
     return outcomes
 
 
 def _delivered(
-    entries: list[OutboxEntry], record_: dict[str, Any], errors: list[dict[str, Any]]
+    entries: list[outbox.Entry], record_: dict[str, Any], errors: list[dict[str, Any]]
 ) -> Outcome:
     if not errors:
         return Outcome(entries, SyncStatus.SYNCED, delivered=True)
@@ -204,7 +203,7 @@ def _delivered(
 
 
 def _send_deletes(
-    client: SuprsendClient, claim: outbox.Claim, deletes: list[list[OutboxEntry]]
+    client: SuprsendClient, claim: outbox.Claim, deletes: list[list[outbox.Entry]]
 ) -> list[Outcome]:
     if not deletes:
         return []
@@ -227,7 +226,7 @@ def _send_deletes(
     return [Outcome(group, SyncStatus.SYNCED, delivered=True) for group in deletes]
 
 
-def _refuse(claim: outbox.Claim, refused: list[list[OutboxEntry]]) -> list[Outcome]:
+def _refuse(claim: outbox.Claim, refused: list[list[outbox.Entry]]) -> list[Outcome]:
     """Entries that held only refused values: nothing to send, failed for good."""
     outcomes = []
     for entries in refused:

@@ -6,63 +6,130 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('contenttypes', '0002_remove_content_type_name'),
+        ("contenttypes", "0002_remove_content_type_name"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='SyncState',
+            name="SyncState",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('distinct_id', models.CharField(max_length=255, unique=True)),
-                ('object_id', models.CharField(blank=True, max_length=64)),
-                ('status', models.CharField(choices=[('synced', 'synced'), ('pending', 'pending'), ('retrying', 'retrying'), ('failed', 'failed')], db_index=True, default='pending', max_length=8)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('last_synced_at', models.DateTimeField(blank=True, db_index=True, null=True)),
-                ('last_attempt_at', models.DateTimeField(blank=True, null=True)),
-                ('last_error', models.TextField(blank=True)),
-                ('last_error_code', models.IntegerField(blank=True, db_index=True, null=True)),
-                ('last_failed_record', models.JSONField(blank=True, null=True)),
-                ('updated_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('content_type', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='contenttypes.contenttype')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("distinct_id", models.CharField(max_length=255, unique=True)),
+                ("object_id", models.CharField(blank=True, max_length=64)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("synced", "synced"),
+                            ("pending", "pending"),
+                            ("retrying", "retrying"),
+                            ("failed", "failed"),
+                        ],
+                        db_index=True,
+                        default="pending",
+                        max_length=8,
+                    ),
+                ),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("last_synced_at", models.DateTimeField(blank=True, db_index=True, null=True)),
+                ("last_attempt_at", models.DateTimeField(blank=True, null=True)),
+                ("last_error", models.TextField(blank=True)),
+                ("last_error_code", models.IntegerField(blank=True, db_index=True, null=True)),
+                ("last_failed_record", models.JSONField(blank=True, null=True)),
+                (
+                    "updated_at",
+                    models.DateTimeField(db_index=True, default=django.utils.timezone.now),
+                ),
+                (
+                    "content_type",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="contenttypes.contenttype",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'sync state',
-                'verbose_name_plural': 'sync states',
-                'ordering': ('-updated_at',),
-                'permissions': [('resync_profile', 'Can resync profiles to SuprSend'), ('unset_channels', 'Can unset channels in SuprSend')],
+                "verbose_name": "sync state",
+                "verbose_name_plural": "sync states",
+                "ordering": ("-updated_at",),
+                "permissions": [
+                    ("resync_profile", "Can resync profiles to SuprSend"),
+                    ("unset_channels", "Can unset channels in SuprSend"),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='OutboxEntry',
+            name="OutboxEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('distinct_id', models.CharField(max_length=255)),
-                ('kind', models.CharField(choices=[('edit', 'edit'), ('delete', 'delete user')], default='edit', max_length=8)),
-                ('operations', models.JSONField(blank=True, default=list)),
-                ('errors', models.JSONField(blank=True, default=list)),
-                ('object_id', models.CharField(blank=True, max_length=64)),
-                ('status', models.CharField(choices=[('pending', 'pending'), ('sent', 'sent'), ('failed', 'failed')], db_index=True, default='pending', max_length=8)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('next_attempt_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('claimed_until', models.DateTimeField(blank=True, null=True)),
-                ('claimed_by', models.CharField(blank=True, max_length=32)),
-                ('insert_id', models.CharField(blank=True, max_length=36)),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('sent_at', models.DateTimeField(blank=True, null=True)),
-                ('last_error', models.TextField(blank=True)),
-                ('last_error_code', models.IntegerField(blank=True, null=True)),
-                ('content_type', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='contenttypes.contenttype')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("distinct_id", models.CharField(max_length=255)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("edit", "edit"), ("delete", "delete user")],
+                        default="edit",
+                        max_length=8,
+                    ),
+                ),
+                ("operations", models.JSONField(blank=True, default=list)),
+                ("errors", models.JSONField(blank=True, default=list)),
+                ("object_id", models.CharField(blank=True, max_length=64)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("pending", "pending"), ("sent", "sent"), ("failed", "failed")],
+                        db_index=True,
+                        default="pending",
+                        max_length=8,
+                    ),
+                ),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("next_attempt_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("claimed_until", models.DateTimeField(blank=True, null=True)),
+                ("claimed_by", models.CharField(blank=True, max_length=32)),
+                ("insert_id", models.CharField(blank=True, max_length=36)),
+                (
+                    "created_at",
+                    models.DateTimeField(db_index=True, default=django.utils.timezone.now),
+                ),
+                ("sent_at", models.DateTimeField(blank=True, null=True)),
+                ("last_error", models.TextField(blank=True)),
+                ("last_error_code", models.IntegerField(blank=True, null=True)),
+                (
+                    "content_type",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="contenttypes.contenttype",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'outbox entry',
-                'verbose_name_plural': 'outbox entries',
-                'ordering': ('id',),
-                'indexes': [models.Index(fields=['status', 'next_attempt_at'], name='suprsend_outbox_due'), models.Index(fields=['distinct_id', 'status'], name='suprsend_outbox_profile')],
+                "verbose_name": "outbox entry",
+                "verbose_name_plural": "outbox entries",
+                "ordering": ("id",),
+                "indexes": [
+                    models.Index(fields=["status", "next_attempt_at"], name="suprsend_outbox_due"),
+                    models.Index(fields=["distinct_id", "status"], name="suprsend_outbox_profile"),
+                ],
             },
         ),
     ]
