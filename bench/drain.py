@@ -64,6 +64,7 @@ def client_baseline(url: str, count: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profiles", type=int, default=100_000)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: SUPRSEND BATCH_SIZE")
     args = parser.parse_args()
     count = args.profiles
 
@@ -77,7 +78,7 @@ def main() -> None:
 
         queue_changes(count)
         start = time.perf_counter()
-        result = flush()
+        result = flush(limit=args.batch_size)
         elapsed = time.perf_counter() - start
         rate = result.synced / elapsed
         print(f"outbox drain (one worker)   {rate:>10,.0f} profiles/s   ({result})")

@@ -31,7 +31,7 @@ DEFAULTS: dict[str, Any] = {
     # What deactivation (the active field going false) does: "unset", "delete" or "ignore".
     "ON_DEACTIVATE": "unset",
     # Outbox entries one flush claims, and records per request at most.
-    "BATCH_SIZE": 2000,
+    "BATCH_SIZE": 5000,
     # Seconds a claim holds; a worker killed mid-batch releases its entries after this.
     "LEASE_SECONDS": 120,
     # Outbox-level retries of a transiently failed entry: attempts and backoff in seconds.

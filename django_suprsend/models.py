@@ -61,7 +61,10 @@ class OutboxEntry(models.Model):
         verbose_name_plural = _("outbox entries")
         ordering = ("id",)
         indexes = [
-            models.Index(fields=["status", "next_attempt_at"], name="suprsend_outbox_due"),
+            # Claims scan pending rows in id (commit) order, LIMIT n.
+            models.Index(fields=["status", "id"], name="suprsend_outbox_due"),
+            # A worker finds the rows it leased by its token.
+            models.Index(fields=["claimed_by"], name="suprsend_outbox_claim"),
             models.Index(fields=["distinct_id", "status"], name="suprsend_outbox_profile"),
         ]
 
