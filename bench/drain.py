@@ -7,7 +7,8 @@ The baseline, measured in the same run, is the client alone sending the same
 number of prebuilt records (no database), so the ratio shows what the
 outbox costs on top of the wire.
 
-Usage: ``DATABASE_URL=postgres://postgres@127.0.0.1:5432/test python bench/drain.py [--profiles 100000]``
+Usage: ``python bench/drain.py [--profiles 100000] [--batch-size N]``, on the
+database of ``DATABASE_URL`` (default PostgreSQL at 127.0.0.1:5432, database ``test``).
 """
 
 from __future__ import annotations

@@ -1,8 +1,21 @@
 """One settings module for the whole suite; DATABASE_URL picks the database."""
 
+import json
+import os
+import tempfile
+
 import environ
 
+from django_suprsend.conf import DEFAULTS as SUPRSEND_DEFAULTS
+
 env = environ.Env()
+
+
+def _suprsend_value(key: str, value: str) -> object:
+    """A string for the settings whose default is a string or None; JSON for numbers."""
+    default = SUPRSEND_DEFAULTS[key]
+    return value if default is None or isinstance(default, str) else json.loads(value)
+
 
 SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
@@ -20,6 +33,28 @@ INSTALLED_APPS = [
 ]
 
 DATABASES = {"default": env.db("DATABASE_URL", default="sqlite:///:memory:")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
+    try:
+        import MySQLdb  # noqa: F401 - mysqlclient, when it could be built
+    except ImportError:  # PyMySQL: pure Python, needs no MariaDB headers to install
+        import pymysql
+
+        pymysql.install_as_MySQLdb()
+if DATABASES["default"]["NAME"] == ":memory:":
+    # A file, so that the Celery workers of tests/test_workers.py can open the test database.
+    DATABASES["default"]["TEST"] = {
+        "NAME": os.path.join(tempfile.gettempdir(), f"django-suprsend-tests-{os.getpid()}.sqlite3")
+    }
+
+# SUPRSEND_<KEY> environment variables set SUPRSEND[<KEY>]: tests/workers.py configures its
+# Celery workers so.
+_suprsend_env = {
+    key: _suprsend_value(key, value)
+    for name, value in os.environ.items()
+    if name.startswith("SUPRSEND_") and (key := name.removeprefix("SUPRSEND_")) in SUPRSEND_DEFAULTS
+}
+if _suprsend_env:
+    SUPRSEND = _suprsend_env
 
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
