@@ -1,6 +1,7 @@
-"""Settings for the benchmarks: the database from DATABASE_URL (PostgreSQL by default)."""
+"""Settings for the benchmarks: PostgreSQL (DATABASE_URL) as default, and SQLite."""
 
 import os
+import tempfile
 
 import environ
 
@@ -15,12 +16,18 @@ INSTALLED_APPS = [
     "django_suprsend",
     "bench.benchapp",
 ]
-DATABASES = {"default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/test")}
+DATABASES = {
+    "default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/test"),
+    "sqlite": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.path.join(tempfile.gettempdir(), "suprsend-bench.sqlite3"),
+        "TEST": {"NAME": os.path.join(tempfile.gettempdir(), "suprsend-bench-test.sqlite3")},
+    },
+}
 SUPRSEND = {
     "WORKSPACE_KEY": "ws_bench_key",
     "WORKSPACE_SECRET": "ws_bench_secret",
     "BASE_URL": os.environ.get("SUPRSEND_BASE_URL", "http://127.0.0.1:9/"),
-    "AUTOSYNC": True,
 }
+# Flush tasks go to an in-process broker: a benchmark of saves measures no broker.
 CELERY_BROKER_URL = "memory://"
-CELERY_TASK_ALWAYS_EAGER = False

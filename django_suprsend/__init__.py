@@ -1,3 +1,55 @@
-"""Keep SuprSend user profiles in step with your Django models."""
+"""Keep SuprSend user profiles in step with your Django models.
+
+Public API (imported lazily, so ``import django_suprsend`` in settings does
+not touch the app registry):
+
+- :class:`SuprsendProfileMixin`: put it before your model's base class.
+- :func:`sync`: queue the full push of an instance or a queryset.
+- :func:`unset_channels`: queue ``$unset`` of channels.
+- :func:`queue_operations`: queue operations built with ``ProfileEdit``.
+- :func:`bulk_update_and_sync`: ``bulk_update`` that queues the changes.
+- :func:`paused`: saves in this block queue nothing.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0.dev0"
+
+__all__ = [
+    "SuprsendProfileMixin",
+    "__version__",
+    "bulk_update_and_sync",
+    "paused",
+    "queue_operations",
+    "sync",
+    "unset_channels",
+]
+
+_LAZY = {
+    "SuprsendProfileMixin": "django_suprsend.mixins",
+    "bulk_update_and_sync": "django_suprsend.api",
+    "paused": "django_suprsend.api",
+    "queue_operations": "django_suprsend.api",
+    "sync": "django_suprsend.api",
+    "unset_channels": "django_suprsend.api",
+}
+
+if TYPE_CHECKING:
+    from .api import bulk_update_and_sync, paused, queue_operations, sync, unset_channels
+    from .mixins import SuprsendProfileMixin
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'django_suprsend' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -5,3 +5,9 @@ class SuprsendConfig(AppConfig):
     name = "django_suprsend"
     verbose_name = "SuprSend"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import checks  # noqa: F401 - registers the system checks
+        from .tracking import connect_all
+
+        connect_all()

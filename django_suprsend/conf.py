@@ -40,6 +40,9 @@ DEFAULTS: dict[str, Any] = {
     "RETRY_BACKOFF_MAX": 3600.0,
     # Sent entries kept for the admin's history, in days; the sweep prunes older ones.
     "KEEP_SENT_DAYS": 7,
+    # Seconds within which commits share flush tasks: the first publishes at once, the
+    # rest share one task at the end of the window (0: a task for every commit).
+    "FLUSH_DEBOUNCE": 1.0,
     # Celery queue of the app's tasks (None: the default queue).
     "QUEUE": None,
 }
@@ -85,9 +88,11 @@ class SuprsendSettings:
 
     def reload(self) -> None:
         self._cache = None
-        from . import client_factory  # import here: client_factory imports this module
+        # Imported here: both modules import this one.
+        from . import client_factory, outbox
 
         client_factory.reset()
+        outbox.debouncer.reset()
 
     def __repr__(self) -> str:
         # Never the secret or the API key.

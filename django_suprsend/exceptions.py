@@ -32,6 +32,13 @@ class SuprsendConfigurationError(SuprsendError):
     """The client or the app is configured in a way that cannot work."""
 
 
+class SuprsendDistinctIdChanged(SuprsendError, ValueError):
+    """A save would change a profile's distinct_id, which SuprSend never changes.
+
+    Raised before the database write, so the row keeps its old value.
+    """
+
+
 class SuprsendAPIError(SuprsendError):
     """The hub answered a request with an error status.
 

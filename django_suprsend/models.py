@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -43,15 +44,13 @@ class OutboxEntry(models.Model):
     )
     object_id = models.CharField(max_length=64, blank=True)
 
-    status = models.CharField(
-        max_length=8, choices=Status.choices, default=Status.PENDING, db_index=True
-    )
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(default=timezone.now)
     claimed_until = models.DateTimeField(null=True, blank=True)
     claimed_by = models.CharField(max_length=32, blank=True)
     insert_id = models.CharField(max_length=36, blank=True)
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    created_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     last_error_code = models.IntegerField(null=True, blank=True)
@@ -63,8 +62,10 @@ class OutboxEntry(models.Model):
         indexes = [
             # Claims scan pending rows in id (commit) order, LIMIT n.
             models.Index(fields=["status", "id"], name="suprsend_outbox_due"),
-            # A worker finds the rows it leased by its token.
-            models.Index(fields=["claimed_by"], name="suprsend_outbox_claim"),
+            # A worker finds the rows it leased by its token; unleased rows stay out of it.
+            models.Index(
+                fields=["claimed_by"], name="suprsend_outbox_claim", condition=~Q(claimed_by="")
+            ),
             models.Index(fields=["distinct_id", "status"], name="suprsend_outbox_profile"),
         ]
 

@@ -20,9 +20,12 @@ commit order, whatever the number of workers.
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
+import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -79,10 +82,36 @@ def enqueue_many(
         for distinct_id, operations, errors, instance in items
         if (entry := _entry(distinct_id, operations, errors, instance, kind)) is not None
     ]
-    if entries:
+    if len(entries) == 1:
+        _insert_one(entries[0], using)
+    elif entries:
         OutboxEntry.objects.using(using).bulk_create(entries, batch_size=batch_size)
+    if entries:
         schedule_flush(using)
     return len(entries)
+
+
+def _insert_one(entry: OutboxEntry, using: str) -> None:
+    """One row, the save path's case: a plain INSERT without the ORM's query compiler
+    (a third of the cost the mixin adds to a changed save)."""
+    connection = connections[using]
+    fields = _insert_fields()
+    values = [field.get_db_prep_save(field.pre_save(entry, True), connection) for field in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(_insert_sql(connection.ops.quote_name), values)
+
+
+@functools.cache
+def _insert_fields() -> list[models.Field]:
+    return [f for f in OutboxEntry._meta.concrete_fields if not f.primary_key]
+
+
+@functools.cache
+def _insert_sql(quote: Callable[[str], str]) -> str:
+    columns = ", ".join(quote(field.column) for field in _insert_fields())
+    placeholders = ", ".join(["%s"] * len(_insert_fields()))
+    table = quote(OutboxEntry._meta.db_table)
+    return f"INSERT INTO {table} ({columns}) VALUES ({placeholders})"  # noqa: S608 - names only
 
 
 def _entry(
@@ -133,16 +162,60 @@ def schedule_flush(using: str = "default") -> None:
     transaction.on_commit(flush_after_commit, using=using)
 
 
+class _FlushDebouncer:
+    """At most two flush tasks per ``FLUSH_DEBOUNCE`` seconds per process and database.
+
+    The first commit of a window publishes at once (a lone save is sent
+    without delay); later commits in the window share one trailing task that
+    runs when the window ends, so a burst of saves costs the broker two
+    messages, not one per save.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._leading: dict[str, float] = {}
+        self._trailing: dict[str, float] = {}
+
+    def countdown(self, using: str) -> float | None:
+        """Seconds to delay a new flush task, or None when one is already due to run."""
+        window = suprsend_settings.FLUSH_DEBOUNCE
+        now = time.monotonic()
+        with self._lock:
+            leading = self._leading.get(using)
+            if leading is None or now - leading >= window:
+                self._leading[using] = now
+                return 0.0
+            end = leading + window
+            if self._trailing.get(using) == end:
+                return None
+            self._trailing[using] = end
+            return end - now
+
+    def reset(self) -> None:
+        with self._lock:
+            self._leading.clear()
+            self._trailing.clear()
+
+
+debouncer = _FlushDebouncer()
+
+
 def _send_flush_task(using: str) -> None:
     """Enqueue the flush task; a broker that is down must not break the save."""
     from .tasks import flush_outbox  # tasks imports Celery: keep it off the import path
 
+    countdown = debouncer.countdown(using)
+    if countdown is None:
+        return
     try:
         options: dict[str, Any] = {"retry": False}
+        if countdown:
+            options["countdown"] = countdown
         if suprsend_settings.QUEUE:
             options["queue"] = suprsend_settings.QUEUE
         flush_outbox.apply_async(kwargs={"using": using}, **options)
     except Exception as exc:  # the broker's errors are many and transport-specific
+        debouncer.reset()  # the next commit tries again rather than trusting a lost task
         logger.warning(
             "SuprSend: could not enqueue the flush task (%s: %s); the change is kept in the "
             "outbox and will be sent by the periodic sweep or `manage.py suprsend_flush`.",

@@ -30,7 +30,16 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.admin",
     "django_suprsend",
+    "tests.testapp",
 ]
+
+AUTH_USER_MODEL = "testapp.User"
+
+SUPRSEND = {
+    "WORKSPACE_KEY": "ws_test_key",
+    "WORKSPACE_SECRET": "ws_test_secret",
+    "BASE_URL": "http://127.0.0.1:9/",  # nothing listens: tests that send use the emulator's URL
+}
 
 DATABASES = {"default": env.db("DATABASE_URL", default="sqlite:///:memory:")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":

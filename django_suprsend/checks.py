@@ -1,0 +1,85 @@
+"""System checks (``manage.py check``): credentials, and the mapping of each profile model.
+
+- E001: no credentials while ``AUTOSYNC`` is on.
+- E002: an unknown channel key in ``suprsend_channels``.
+- E003: a source that is neither a field nor an attribute of the model.
+- E004: a ``suprsend_*`` attribute of the wrong type, or an invalid property name.
+- E005: ``settings.SUPRSEND`` cannot be read (unknown key, bad choice).
+- W001: ``suprsend_distinct_id`` comes from a field that can change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from django.apps import AppConfig, apps
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.db import models
+
+from .conf import suprsend_settings
+from .exceptions import SuprsendConfigurationError
+from .mixins import SuprsendProfileMixin, mapping_problems, source_field
+
+__all__ = ["check_model", "check_profile_models", "check_settings", "profile_models"]
+
+
+@register()
+def check_settings(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """E001 and E005."""
+    try:
+        settings = {key: getattr(suprsend_settings, key) for key in ("AUTOSYNC", "WORKSPACE_KEY")}
+        has_secret = bool(suprsend_settings.WORKSPACE_SECRET or suprsend_settings.API_KEY)
+    except SuprsendConfigurationError as exc:
+        return [Error(str(exc), id="django_suprsend.E005")]
+    if settings["AUTOSYNC"] and not (settings["WORKSPACE_KEY"] and has_secret):
+        return [
+            Error(
+                "SUPRSEND has no credentials, so queued changes can never be sent.",
+                hint="Set SUPRSEND['WORKSPACE_KEY'] with SUPRSEND['WORKSPACE_SECRET'] (or "
+                "SUPRSEND['API_KEY']), or set SUPRSEND['AUTOSYNC'] = False.",
+                id="django_suprsend.E001",
+            )
+        ]
+    return []
+
+
+def profile_models(app_configs: Sequence[AppConfig] | None = None) -> list[type[models.Model]]:
+    """The installed models (of ``app_configs``, when given) that use the mixin."""
+    candidates: Iterable[type[models.Model]] = (
+        apps.get_models()
+        if app_configs is None
+        else (model for config in app_configs for model in config.get_models())
+    )
+    return [model for model in candidates if issubclass(model, SuprsendProfileMixin)]
+
+
+def check_model(model: type[models.Model]) -> list[CheckMessage]:
+    """E002, E003, E004 and W001 for one model."""
+    messages: list[CheckMessage] = [
+        Error(problem.message, hint=problem.hint, obj=model, id=f"django_suprsend.{problem.id}")
+        for problem in mapping_problems(model)
+    ]
+    field = source_field(model, model.suprsend_distinct_id)
+    if field is not None and not field.primary_key and not (field.unique and not field.editable):
+        messages.append(
+            Warning(
+                f"suprsend_distinct_id comes from {field.name!r}, a field that can change, but "
+                "a SuprSend distinct_id never changes: a save that changes it is refused.",
+                hint="Use the primary key (the default, 'pk') or a unique field with "
+                "editable=False, such as a UUID.",
+                obj=model,
+                id="django_suprsend.W001",
+            )
+        )
+    return messages
+
+
+@register(Tags.models)
+def check_profile_models(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """The mapping checks of every model that uses the mixin."""
+    return [message for model in profile_models(app_configs) for message in check_model(model)]

@@ -1,0 +1,139 @@
+"""System checks: every check id, on purpose-built models."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from django.core import checks as django_checks
+from django.db import models
+from django.test import override_settings
+from django.test.utils import isolate_apps
+
+from django_suprsend.checks import check_model, check_profile_models, check_settings
+from django_suprsend.mixins import SuprsendProfileMixin
+from tests.testapp.models import Customer
+
+
+def ids(messages: list[Any]) -> list[str]:
+    return [message.id for message in messages]
+
+
+def profile_model(**attributes: Any) -> type[models.Model]:
+    """A throwaway model (in an isolated registry) with these ``suprsend_*`` attributes."""
+    fields = {
+        "email": models.EmailField(),
+        "phone": models.CharField(max_length=32),
+        "uid": models.UUIDField(default=uuid.uuid4, unique=True, editable=False),
+        "code": models.CharField(max_length=8, unique=True),
+        "__module__": __name__,
+        "Meta": type("Meta", (), {"app_label": "testapp"}),
+        "get_tokens": lambda self: [],
+    }
+    return type("Profile", (SuprsendProfileMixin, models.Model), {**fields, **attributes})
+
+
+@pytest.mark.parametrize(
+    ("suprsend", "expected"),
+    [
+        ({"WORKSPACE_KEY": "k", "WORKSPACE_SECRET": "s"}, []),
+        ({"WORKSPACE_KEY": "k", "API_KEY": "a"}, []),
+        ({"WORKSPACE_KEY": "k"}, ["django_suprsend.E001"]),
+        ({"WORKSPACE_SECRET": "s"}, ["django_suprsend.E001"]),
+        ({}, ["django_suprsend.E001"]),
+        ({"AUTOSYNC": False}, []),
+        ({"WORKSPACE_KEY": "k", "WORKSPACE_SECRET": "s", "TYPO": 1}, ["django_suprsend.E005"]),
+        ({"WORKSPACE_KEY": "k", "API_KEY": "a", "ON_DELETE": "drop"}, ["django_suprsend.E005"]),
+    ],
+)
+def test_settings_checks(suprsend: dict, expected: list[str]) -> None:
+    with override_settings(SUPRSEND=suprsend):
+        messages = check_settings()
+    assert ids(messages) == expected
+    if expected == ["django_suprsend.E001"]:
+        assert "WORKSPACE_SECRET" in messages[0].hint
+
+
+def test_the_checks_are_registered() -> None:
+    registered = django_checks.registry.registry.get_checks()
+    assert check_settings in registered
+    assert check_profile_models in registered
+
+
+def test_the_test_project_only_warns_about_customer() -> None:
+    messages = check_profile_models()
+    assert [(message.id, message.obj) for message in messages] == [
+        ("django_suprsend.W001", Customer)
+    ]
+
+
+@isolate_apps("tests.testapp")
+def test_a_correct_mapping_passes() -> None:
+    model = profile_model(
+        suprsend_channels={"$email": "email", "$sms": "phone", "$androidpush": "get_tokens"},
+        suprsend_properties={"code": "code", "double": lambda obj: 2},
+        suprsend_distinct_id="uid",  # unique and not editable: fine
+    )
+    assert check_model(model) == []
+
+
+@isolate_apps("tests.testapp")
+def test_e002_unknown_channel_key() -> None:
+    (message,) = check_model(profile_model(suprsend_channels={"email": "email"}))
+    assert message.id == "django_suprsend.E002"
+    assert "'email'" in message.msg
+    assert "$email" in message.hint
+
+
+@isolate_apps("tests.testapp")
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        {"suprsend_channels": {"$email": "mail"}},
+        {"suprsend_properties": {"plan": "plan"}},
+        {"suprsend_distinct_id": "external_id"},
+        {"suprsend_language_field": "lang"},
+        {"suprsend_active_field": "enabled"},
+    ],
+)
+def test_e003_unknown_source(attributes: dict) -> None:
+    (message,) = check_model(profile_model(**attributes))
+    assert message.id == "django_suprsend.E003"
+    assert "neither a field nor an attribute of testapp.Profile" in message.msg
+
+
+@isolate_apps("tests.testapp")
+@pytest.mark.parametrize(
+    ("attributes", "text"),
+    [
+        ({"suprsend_channels": ["email"]}, "suprsend_channels must be a dict"),
+        ({"suprsend_properties": {"plan": 3}}, "suprsend_properties['plan'] must be a field"),
+        ({"suprsend_properties": {"$plan": "code"}}, "reserved key"),
+        ({"suprsend_distinct_id": None}, "suprsend_distinct_id must be"),
+        ({"suprsend_timezone_field": ""}, "suprsend_timezone_field must be"),
+    ],
+)
+def test_e004_wrong_types(attributes: dict, text: str) -> None:
+    messages = check_model(profile_model(**attributes))
+    assert ids(messages) == ["django_suprsend.E004"]
+    assert text in messages[0].msg
+
+
+@isolate_apps("tests.testapp")
+@pytest.mark.parametrize(
+    ("source", "warned"),
+    [("pk", False), ("id", False), ("uid", False), ("email", True), ("code", True)],
+)
+def test_w001_mutable_distinct_id(source: str, warned: bool) -> None:
+    messages = check_model(profile_model(suprsend_distinct_id=source))
+    assert ids(messages) == (["django_suprsend.W001"] if warned else [])
+    if warned:
+        assert "primary key" in messages[0].hint
+
+
+@isolate_apps("tests.testapp")
+def test_the_default_active_field_is_optional() -> None:
+    model = profile_model()
+    assert not hasattr(model, "is_active")
+    assert check_model(model) == []
