@@ -106,14 +106,17 @@ def _announce(outcomes: list[Outcome], states: list[SyncState]) -> None:
 
 
 def _upsert(states: list[SyncState], fields: list[str], using: str) -> None:
-    if connections[using].vendor == "postgresql":
+    connection = connections[using]
+    if connection.vendor == "postgresql":
         _upsert_postgresql(states, fields, using)
         return
+    # MySQL/MariaDB upsert on any unique key (ON DUPLICATE KEY) and take no target.
+    target = ["distinct_id"] if connection.features.supports_update_conflicts_with_target else None
     SyncState.objects.using(using).bulk_create(
         states,
         batch_size=500,
         update_conflicts=True,
-        unique_fields=["distinct_id"],
+        unique_fields=target,
         update_fields=fields,
     )
 
