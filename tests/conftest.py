@@ -14,3 +14,15 @@ def recording_server() -> Iterator[RecordingServer]:
     """A server on 127.0.0.1 that records requests and answers like the vector capture."""
     with RecordingServer() as server:
         yield server
+
+
+@pytest.fixture
+def hub(settings, suprsend_hub):
+    """The emulator, with ``SUPRSEND`` pointing at it (one HTTP attempt: tests stay fast)."""
+    settings.SUPRSEND = {
+        "WORKSPACE_KEY": "ws_test_key",
+        "WORKSPACE_SECRET": "ws_test_secret",
+        "BASE_URL": suprsend_hub.url,
+        "HTTP_MAX_ATTEMPTS": 1,
+    }
+    return suprsend_hub

@@ -21,16 +21,8 @@ Status = OutboxEntry.Status
 
 
 @pytest.fixture(autouse=True)
-def hub_settings(settings, suprsend_hub):
-    settings.SUPRSEND = {
-        "WORKSPACE_KEY": "ws_test_key",
-        "WORKSPACE_SECRET": "ws_test_secret",
-        "BASE_URL": suprsend_hub.url,
-        "HTTP_MAX_ATTEMPTS": 1,
-        "RETRY_BACKOFF": 30.0,
-        "MAX_ATTEMPTS": 3,
-    }
-    return suprsend_hub
+def retry_settings(settings, hub):
+    settings.SUPRSEND = {**settings.SUPRSEND, "RETRY_BACKOFF": 30.0, "MAX_ATTEMPTS": 3}
 
 
 def queue(distinct_id: str, edit: ProfileEdit | None = None, **kwargs) -> OutboxEntry:
@@ -44,7 +36,7 @@ def state(distinct_id: str) -> SyncState:
     return SyncState.objects.get(distinct_id=distinct_id)
 
 
-def test_entries_of_one_profile_are_merged_in_commit_order(suprsend_hub):
+def test_entries_of_one_profile_are_merged_in_commit_order(hub):
     queue("u1", ProfileEdit("u1").add_email("old@example.com").set("plan", "free"))
     queue("u1", ProfileEdit("u1").remove_email("old@example.com").add_email("new@example.com"))
     queue("u1", ProfileEdit("u1").set("plan", "pro"))
@@ -52,26 +44,26 @@ def test_entries_of_one_profile_are_merged_in_commit_order(suprsend_hub):
     result = flush()
 
     assert (result.claimed, result.synced) == (3, 1)
-    assert suprsend_hub.channel_values("u1", "$email") == ["new@example.com"]
-    assert suprsend_hub.properties("u1") == {"plan": "pro"}
-    [request] = [r for r in suprsend_hub.requests if r.path == "/event/"]
+    assert hub.channel_values("u1", "$email") == ["new@example.com"]
+    assert hub.properties("u1") == {"plan": "pro"}
+    [request] = [r for r in hub.requests if r.path == "/event/"]
     assert request.record_count == 1  # three entries, one record
     assert set(OutboxEntry.objects.values_list("status", flat=True)) == {Status.SENT}
     assert state("u1").status == SyncStatus.SYNCED
     assert state("u1").last_synced_at is not None
 
 
-def test_profiles_are_independent_and_batched(suprsend_hub):
+def test_profiles_are_independent_and_batched(hub):
     for i in range(50):
         queue(f"p{i}")
     result = flush()
     assert result.synced == 50
-    assert sum(r.record_count for r in suprsend_hub.requests) == 50
-    assert len(suprsend_hub.requests) == 1
+    assert sum(r.record_count for r in hub.requests) == 50
+    assert len(hub.requests) == 1
     assert SyncState.objects.filter(status=SyncStatus.SYNCED).count() == 50
 
 
-def test_one_invalid_email_among_many_fails_only_that_profile(suprsend_hub):
+def test_one_invalid_email_among_many_fails_only_that_profile(hub):
     for i in range(200):
         queue(f"ok{i}")
     bad = {"field": "$email", "value": "'not-an-email'", "reason": "is not a valid email address"}
@@ -85,22 +77,22 @@ def test_one_invalid_email_among_many_fails_only_that_profile(suprsend_hub):
     assert "not-an-email" in failed.last_error
     assert failed.last_failed_record["refused"] == [bad]
     # the invalid user's other channels still sync
-    assert suprsend_hub.channel_values("bad", "$sms") == ["+15555550123"]
+    assert hub.channel_values("bad", "$sms") == ["+15555550123"]
     assert SyncState.objects.filter(status=SyncStatus.SYNCED).count() == 200
 
 
-def test_entry_with_only_refused_values_fails_without_a_request(suprsend_hub):
+def test_entry_with_only_refused_values_fails_without_a_request(hub):
     bad = {"field": "$sms", "value": "'12'", "reason": "is not a valid phone number"}
     outbox.enqueue("only-bad", [], errors=[bad])
     result = flush()
     assert result.failed == 1
-    assert suprsend_hub.requests == []
+    assert hub.requests == []
     assert OutboxEntry.objects.get().status == Status.FAILED
     assert "$sms: '12'" in state("only-bad").last_error
 
 
-def test_hub_rejection_is_permanent_and_isolated(suprsend_hub):
-    suprsend_hub.reject_records(lambda record: record["distinct_id"] == "poison")
+def test_hub_rejection_is_permanent_and_isolated(hub):
+    hub.reject_records(lambda record: record["distinct_id"] == "poison")
     for name in ("a", "poison", "b"):
         queue(name)
 
@@ -112,13 +104,13 @@ def test_hub_rejection_is_permanent_and_isolated(suprsend_hub):
     assert poisoned.last_error_code == 400
     assert poisoned.last_failed_record["record"]["distinct_id"] == "poison"
     assert OutboxEntry.objects.get(distinct_id="poison").status == Status.FAILED
-    assert suprsend_hub.profile("a") is not None
-    assert suprsend_hub.profile("b") is not None
+    assert hub.profile("a") is not None
+    assert hub.profile("b") is not None
 
 
-def test_transient_failure_goes_back_to_pending_and_reuses_its_insert_id(suprsend_hub):
+def test_transient_failure_goes_back_to_pending_and_reuses_its_insert_id(hub):
     queue("r1")
-    suprsend_hub.fail_next(1, status=503)
+    hub.fail_next(1, status=503)
 
     result = flush()
 
@@ -134,15 +126,15 @@ def test_transient_failure_goes_back_to_pending_and_reuses_its_insert_id(suprsen
     assert flush().claimed == 0
     OutboxEntry.objects.update(next_attempt_at=timezone.now())
     assert flush().synced == 1
-    assert list(suprsend_hub.insert_id_counts) == [first_insert_id]
+    assert list(hub.insert_id_counts) == [first_insert_id]
     assert state("r1").status == SyncStatus.SYNCED
     assert state("r1").attempts == 0
 
 
-def test_transient_failures_stop_after_max_attempts(suprsend_hub):
+def test_transient_failures_stop_after_max_attempts(hub):
     queue("r2")
     for _ in range(3):
-        suprsend_hub.fail_next(1, status=500)
+        hub.fail_next(1, status=500)
         OutboxEntry.objects.update(next_attempt_at=timezone.now())
         flush()
     entry = OutboxEntry.objects.get()
@@ -150,10 +142,10 @@ def test_transient_failures_stop_after_max_attempts(suprsend_hub):
     assert state("r2").status == SyncStatus.FAILED
 
 
-def test_delete_supersedes_earlier_edits_and_later_ones_wait(suprsend_hub):
+def test_delete_supersedes_earlier_edits_and_later_ones_wait(hub):
     queue("d1")
     flush()
-    assert suprsend_hub.profile("d1") is not None
+    assert hub.profile("d1") is not None
     queue("d1", ProfileEdit("d1").set("x", 1))
     outbox.enqueue("d1", [], kind=OutboxEntry.Kind.DELETE)
     later = queue("d1", ProfileEdit("d1").set("y", 2))
@@ -161,13 +153,13 @@ def test_delete_supersedes_earlier_edits_and_later_ones_wait(suprsend_hub):
     result = flush_once()
 
     assert result.released == 1
-    assert suprsend_hub.profile("d1") is None
+    assert hub.profile("d1") is None
     assert OutboxEntry.objects.get(id=later.id).status == Status.PENDING
     flush()
-    assert suprsend_hub.properties("d1") == {"y": 2}
+    assert hub.properties("d1") == {"y": 2}
 
 
-def test_entries_behind_another_workers_claim_are_held_back(suprsend_hub):
+def test_entries_behind_another_workers_claim_are_held_back(hub):
     first = queue("o1", ProfileEdit("o1").set("step", 1))
     second = queue("o1", ProfileEdit("o1").set("step", 2))
     other = queue("o2")
@@ -181,28 +173,28 @@ def test_entries_behind_another_workers_claim_are_held_back(suprsend_hub):
     assert result.synced == 1  # o2 only
     assert OutboxEntry.objects.get(id=second.id).status == Status.PENDING
     assert OutboxEntry.objects.get(id=other.id).status == Status.SENT
-    assert suprsend_hub.profile("o1") is None
+    assert hub.profile("o1") is None
 
 
-def test_expired_lease_is_reclaimed(suprsend_hub):
+def test_expired_lease_is_reclaimed(hub):
     entry = queue("l1")
     OutboxEntry.objects.filter(id=entry.id).update(
         claimed_by="dead-worker", claimed_until=timezone.now() - timedelta(seconds=1)
     )
     assert flush().synced == 1
-    assert suprsend_hub.profile("l1") is not None
+    assert hub.profile("l1") is not None
 
 
-def test_merged_record_too_big_is_split_over_flushes(suprsend_hub):
+def test_merged_record_too_big_is_split_over_flushes(hub):
     blob = "x" * 6000
     queue("big", ProfileEdit("big").set("a", blob))
     queue("big", ProfileEdit("big").set("b", blob))
     result = flush()
     assert result.synced == 2  # two flush rounds, one record each
-    assert set(suprsend_hub.properties("big")) == {"a", "b"}
+    assert set(hub.properties("big")) == {"a", "b"}
 
 
-def test_signals_fire_after_each_outcome(suprsend_hub):
+def test_signals_fire_after_each_outcome(hub):
     seen = []
 
     def on_synced(sender, distinct_id, sync_state, **kwargs):
@@ -214,7 +206,7 @@ def test_signals_fire_after_each_outcome(suprsend_hub):
     profile_synced.connect(on_synced)
     profile_sync_failed.connect(on_failed)
     try:
-        suprsend_hub.reject_records(lambda record: record["distinct_id"] == "s2")
+        hub.reject_records(lambda record: record["distinct_id"] == "s2")
         queue("s1")
         queue("s2")
         flush()
@@ -224,11 +216,11 @@ def test_signals_fire_after_each_outcome(suprsend_hub):
     assert sorted(seen) == [("failed", "s2", 400, False), ("synced", "s1", "synced")]
 
 
-def test_suprsend_flush_command(suprsend_hub, capsys):
+def test_suprsend_flush_command(hub, capsys):
     queue("c1")
     call_command("suprsend_flush")
     assert "1 profiles synced" in capsys.readouterr().out
-    assert suprsend_hub.profile("c1") is not None
+    assert hub.profile("c1") is not None
 
 
 def test_rolled_back_transaction_queues_nothing():

@@ -15,18 +15,7 @@ from django_suprsend.models import OutboxEntry, SyncState, SyncStatus
 from tests.testapp.factories import make_user
 from tests.testapp.models import Device, User
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def hub(settings, suprsend_hub):
-    settings.SUPRSEND = {
-        "WORKSPACE_KEY": "ws_test_key",
-        "WORKSPACE_SECRET": "ws_test_secret",
-        "BASE_URL": suprsend_hub.url,
-        "HTTP_MAX_ATTEMPTS": 1,
-    }
-    return suprsend_hub
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("hub")]
 
 
 def profile_of(hub, user: User) -> dict:

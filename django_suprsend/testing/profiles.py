@@ -28,6 +28,8 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+# The hub's channel keys, kept apart from the client's on purpose: the emulator
+# checks what a client sends and must not share its code.
 CHANNELS = (
     "$email",
     "$sms",
