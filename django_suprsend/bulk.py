@@ -43,6 +43,10 @@ class BulkResponse:
         the other failures will fail again as they are.
     ``succeeded_insert_ids``
         The ``$insert_id`` of every delivered record, in sending order.
+    ``retry_after``
+        The longest ``Retry-After`` (in seconds) the hub asked for on a
+        request that was finally given up, or None: wait at least that long
+        before sending the ``retryable`` records again.
     """
 
     status: str = "success"
@@ -53,6 +57,7 @@ class BulkResponse:
     warnings: list[str] = field(default_factory=list)
     retryable: list[FailedRecord] = field(default_factory=list)
     succeeded_insert_ids: list[str] = field(default_factory=list)
+    retry_after: float | None = None
 
     @classmethod
     def delivered(cls, records: Sequence[Record]) -> BulkResponse:
@@ -96,6 +101,8 @@ class BulkResponse:
         self.warnings.extend(other.warnings)
         self.retryable.extend(other.retryable)
         self.succeeded_insert_ids.extend(other.succeeded_insert_ids)
+        if other.retry_after is not None:
+            self.retry_after = max(self.retry_after or 0.0, other.retry_after)
 
     def __str__(self) -> str:
         return (

@@ -400,7 +400,9 @@ class _BulkSender:
             return BulkResponse.failed(chunk.records, *self.refused)
         if is_retryable_status(status):
             self.degraded = True
-            return BulkResponse.failed(chunk.records, text, status, retryable=True)
+            outcome = BulkResponse.failed(chunk.records, text, status, retryable=True)
+            outcome.retry_after = _retry_after(response)
+            return outcome
         if len(chunk) == 1:
             return BulkResponse.failed(chunk.records, text, status)
         return self._bisect(chunk, status)

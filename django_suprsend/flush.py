@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from itertools import takewhile
 from typing import Any
 
 from . import outbox
@@ -120,34 +121,52 @@ def _plan(claim: outbox.Claim, client: SuprsendClient) -> _Plan:
             plan.deletes.append(entries[: delete_at + 1])
             plan.release.extend(e.id for e in entries[delete_at + 1 :])
             continue
-        operations = [op for e in entries for op in e.operations]
-        errors = [err for e in entries for err in e.errors]
-        if not operations:
-            plan.refused.append(entries)
-            continue
-        record_ = _record(entries, operations, env, agent)
-        if len(entries) > 1 and record_size(record_) > MAX_RECORD_BYTES:
-            # Too big merged: send the oldest alone now, the rest in the next flush.
-            plan.release.extend(e.id for e in entries[1:])
-            entries = entries[:1]
-            errors = list(entries[0].errors)
-            if not entries[0].operations:
-                plan.refused.append(entries)
-                continue
-            record_ = _record(entries, list(entries[0].operations), env, agent)
-        plan.edits.append((entries, record_, errors))
+        _plan_edits(plan, entries, env, agent)
     return plan
 
 
+def _plan_edits(plan: _Plan, entries: list[outbox.Entry], env: str, agent: str) -> None:
+    """One record for one profile's edits, in commit order.
+
+    Entries already tried together keep their record and its ``$insert_id``
+    (the hub may have applied it while we saw a timeout: the retry must be
+    the same record to it), and go alone: what was queued since waits for
+    the next flush, so it can never reach the hub before them.
+    """
+    insert_id = entries[0].insert_id
+    run = list(takewhile(lambda e: e.insert_id == insert_id, entries)) if insert_id else entries
+    later = entries[len(run) :]
+    operations = [op for e in run for op in e.operations]
+    if not operations:
+        plan.refused.append(run)
+        plan.release.extend(e.id for e in later)
+        return
+    record_ = _record(run, operations, env, agent, insert_id)
+    if not insert_id and len(run) > 1 and record_size(record_) > MAX_RECORD_BYTES:
+        # Too big merged: the oldest goes alone now, the rest in order in the next flush.
+        later, run = run[1:], run[:1]
+        if not run[0].operations:
+            plan.refused.append(run)
+            plan.release.extend(e.id for e in later)
+            return
+        record_ = _record(run, list(run[0].operations), env, agent, "")
+    plan.release.extend(e.id for e in later)
+    plan.edits.append((run, record_, [err for e in run for err in e.errors]))
+
+
 def _record(
-    entries: list[outbox.Entry], operations: list[dict[str, Any]], env: str, agent: str
+    entries: list[outbox.Entry],
+    operations: list[dict[str, Any]],
+    env: str,
+    agent: str,
+    insert_id: str,
 ) -> dict[str, Any]:
     return build_record(
         entries[0].distinct_id,
         operations,
         env=env,
         sdk_version=agent,
-        insert_id=outbox.insert_id_for(entries),
+        insert_id=insert_id or outbox.insert_id_for(entries),
     )
 
 
@@ -174,6 +193,7 @@ def _send_edits(
             code=failure["code"],
             retryable=id(failure) in retryable,
             insert_id=record_["$insert_id"],
+            not_before=response.retry_after,
         )
         outcomes.append(
             Outcome(

@@ -286,6 +286,7 @@ class Entry:
     content_type_id: int | None
     object_id: str
     attempts: int
+    insert_id: str  # set once the entry was tried: the $insert_id of its record
 
 
 @dataclass
@@ -387,11 +388,14 @@ def mark_failed(
     code: int | None,
     retryable: bool,
     insert_id: str = "",
+    not_before: float | None = None,
 ) -> bool:
     """A failed attempt; returns True when the entries will be tried again.
 
-    Retryable failures go back to pending with a backoff, until
-    ``MAX_ATTEMPTS``; permanent ones (and exhausted ones) are failed for good.
+    Retryable failures go back to pending with a backoff (at least
+    ``not_before`` seconds: the hub's ``Retry-After``), until ``MAX_ATTEMPTS``;
+    permanent ones (and exhausted ones) are failed for good. ``insert_id`` is
+    kept on the entries so that their retry is the same record to the hub.
     """
     if not entries:
         return False
@@ -401,7 +405,9 @@ def mark_failed(
     OutboxEntry.objects.using(claim_.using).filter(id__in=[e.id for e in entries]).update(
         status=Status.PENDING if again else Status.FAILED,
         attempts=attempts,
-        next_attempt_at=now + timedelta(seconds=backoff_seconds(attempts)) if again else now,
+        next_attempt_at=now + timedelta(seconds=max(backoff_seconds(attempts), not_before or 0))
+        if again
+        else now,
         claimed_by="",
         claimed_until=None,
         last_error=error[:4000],

@@ -232,3 +232,28 @@ def test_rolled_back_transaction_queues_nothing():
     with pytest.raises(RuntimeError):
         queue_then_fail()
     assert not OutboxEntry.objects.exists()
+
+
+def test_a_retried_record_keeps_its_entries_and_insert_id_when_more_were_queued(hub):
+    queue("t1", ProfileEdit("t1").append("history", 1))
+    hub.fail_next(1, status=503)
+    flush()
+    tried = OutboxEntry.objects.get()
+    queue("t1", ProfileEdit("t1").append("history", 2))  # queued while the first waits
+    OutboxEntry.objects.update(next_attempt_at=timezone.now())
+
+    first = flush_once()
+    second = flush_once()
+
+    assert (first.synced, first.released, second.synced) == (1, 1, 1)
+    assert tried.insert_id in hub.insert_id_counts
+    assert hub.properties("t1")["history"] == [1, 2]
+    assert set(hub.insert_id_counts.values()) == {1}
+
+
+def test_the_hubs_retry_after_delays_the_outbox_retry(hub):
+    queue("ra")
+    hub.fail_next(1, status=429, retry_after=120)
+    assert flush().retrying == 1
+    entry = OutboxEntry.objects.get()
+    assert entry.next_attempt_at >= timezone.now() + timedelta(seconds=115)
