@@ -128,45 +128,42 @@ def _plan(claim: outbox.Claim, client: SuprsendClient) -> _Plan:
 def _plan_edits(plan: _Plan, entries: list[outbox.Entry], env: str, agent: str) -> None:
     """One record for one profile's edits, in commit order.
 
-    Entries already tried together keep their record and its ``$insert_id``
-    (the hub may have applied it while we saw a timeout: the retry must be
-    the same record to it), and go alone: what was queued since waits for
-    the next flush, so it can never reach the hub before them.
+    The record holds the entries that share the first one's tag (see
+    ``outbox._lease``): entries tried before go again exactly as they went,
+    under the same ``$insert_id`` (the hub may have applied them while we
+    saw a timeout), and alone: what was queued since waits for the next
+    flush, so it can never reach the hub before them.
     """
-    insert_id = entries[0].insert_id
-    run = list(takewhile(lambda e: e.insert_id == insert_id, entries)) if insert_id else entries
-    later = entries[len(run) :]
+    tag = entries[0].insert_id
+    run = list(takewhile(lambda e: e.insert_id == tag, entries))
     operations = [op for e in run for op in e.operations]
+    if operations and len(run) > 1 and _too_big(run, operations, env, agent):
+        run = run[:1]  # merged, too big: the oldest goes alone, the rest in the next flush
+        operations = list(run[0].operations)
+    plan.release.extend(e.id for e in entries[len(run) :])
     if not operations:
         plan.refused.append(run)
-        plan.release.extend(e.id for e in later)
         return
-    record_ = _record(run, operations, env, agent, insert_id)
-    if not insert_id and len(run) > 1 and record_size(record_) > MAX_RECORD_BYTES:
-        # Too big merged: the oldest goes alone now, the rest in order in the next flush.
-        later, run = run[1:], run[:1]
-        if not run[0].operations:
-            plan.refused.append(run)
-            plan.release.extend(e.id for e in later)
-            return
-        record_ = _record(run, list(run[0].operations), env, agent, "")
-    plan.release.extend(e.id for e in later)
+    record_ = _record(run, operations, env, agent)
     plan.edits.append((run, record_, [err for e in run for err in e.errors]))
 
 
+def _too_big(
+    run: list[outbox.Entry], operations: list[dict[str, Any]], env: str, agent: str
+) -> bool:
+    return record_size(_record(run, operations, env, agent)) > MAX_RECORD_BYTES
+
+
 def _record(
-    entries: list[outbox.Entry],
-    operations: list[dict[str, Any]],
-    env: str,
-    agent: str,
-    insert_id: str,
+    entries: list[outbox.Entry], operations: list[dict[str, Any]], env: str, agent: str
 ) -> dict[str, Any]:
+    distinct_id = entries[0].distinct_id
     return build_record(
-        entries[0].distinct_id,
+        distinct_id,
         operations,
         env=env,
         sdk_version=agent,
-        insert_id=insert_id or outbox.insert_id_for(entries),
+        insert_id=outbox.record_insert_id(entries[0].insert_id, distinct_id),
     )
 
 
@@ -192,7 +189,6 @@ def _send_edits(
             error=str(failure["error"]),
             code=failure["code"],
             retryable=id(failure) in retryable,
-            insert_id=record_["$insert_id"],
             not_before=response.retry_after,
         )
         outcomes.append(

@@ -32,7 +32,7 @@ from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
 from django.db import connections, models, transaction
-from django.db.models import Q
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from .conf import suprsend_settings
@@ -250,7 +250,7 @@ def claim(limit: int, *, using: str = "default", lease_seconds: float | None = N
                 .order_by("id")
                 .values("id")[:limit]
             )
-            manager.filter(id__in=locked).update(claimed_by=token, claimed_until=until)
+            manager.filter(id__in=locked).update(**_lease(token, until))
         elif connection.features.has_select_for_update_skip_locked:
             # MySQL/MariaDB: no LIMIT inside IN (subquery), so lock first, then lease.
             ids = list(
@@ -260,10 +260,10 @@ def claim(limit: int, *, using: str = "default", lease_seconds: float | None = N
                 .values_list("id", flat=True)[:limit]
             )
             if ids:
-                manager.filter(id__in=ids).update(claimed_by=token, claimed_until=until)
+                manager.filter(id__in=ids).update(**_lease(token, until))
         else:
             subquery = manager.filter(claimable(now)).order_by("id").values("id")[:limit]
-            manager.filter(id__in=subquery).update(claimed_by=token, claimed_until=until)
+            manager.filter(id__in=subquery).update(**_lease(token, until))
     rows = (
         manager.filter(claimed_by=token, claimed_until=until, status=Status.PENDING)
         .order_by("id")
@@ -272,6 +272,22 @@ def claim(limit: int, *, using: str = "default", lease_seconds: float | None = N
     claimed = Claim(token=token, using=using, entries=[Entry(*row) for row in rows])
     claimed.hold_back_out_of_order()
     return claimed
+
+
+def _lease(token: str, until: datetime) -> dict[str, Any]:
+    """The claim's UPDATE: lease the rows, and tag those never tried with the claim.
+
+    The tag (kept in ``insert_id``) names the record an entry goes out in:
+    entries of one profile with one tag are one record, whose ``$insert_id``
+    is derived from the tag. It is written before anything is sent, so a
+    record retried after a timeout or a killed worker is the same record to
+    the hub, even if the profile changed meanwhile.
+    """
+    return {
+        "claimed_by": token,
+        "claimed_until": until,
+        "insert_id": Case(When(insert_id="", then=Value(token)), default=F("insert_id")),
+    }
 
 
 @dataclass(slots=True)
@@ -286,7 +302,7 @@ class Entry:
     content_type_id: int | None
     object_id: str
     attempts: int
-    insert_id: str  # set once the entry was tried: the $insert_id of its record
+    insert_id: str  # the tag of the record it goes out in (see _lease)
 
 
 @dataclass
@@ -333,10 +349,12 @@ class Claim:
         self.release(self.released)
 
     def release(self, ids: list[int]) -> None:
-        """Give entries back unsent (no attempt counted)."""
+        """Give entries back unsent (no attempt counted); they lose this claim's tag."""
         if ids:
             OutboxEntry.objects.using(self.using).filter(id__in=ids, claimed_by=self.token).update(
-                claimed_by="", claimed_until=None
+                claimed_by="",
+                claimed_until=None,
+                insert_id=Case(When(insert_id=self.token, then=Value("")), default=F("insert_id")),
             )
 
     def by_profile(self) -> dict[str, list[Entry]]:
@@ -346,10 +364,9 @@ class Claim:
         return groups
 
 
-def insert_id_for(entries: list[Entry]) -> str:
-    """A stable ``$insert_id`` for exactly these entries: a retry of them reuses it."""
-    key = entries[0].distinct_id + ":" + ",".join(str(entry.id) for entry in entries)
-    return str(uuid.uuid5(INSERT_ID_NAMESPACE, key))
+def record_insert_id(tag: str, distinct_id: str) -> str:
+    """The ``$insert_id`` of the record of ``distinct_id``'s entries tagged ``tag``."""
+    return str(uuid.uuid5(INSERT_ID_NAMESPACE, f"{tag}:{distinct_id}"))
 
 
 # -- outcomes --------------------------------------------------------------------
@@ -387,15 +404,14 @@ def mark_failed(
     error: str,
     code: int | None,
     retryable: bool,
-    insert_id: str = "",
     not_before: float | None = None,
 ) -> bool:
     """A failed attempt; returns True when the entries will be tried again.
 
     Retryable failures go back to pending with a backoff (at least
     ``not_before`` seconds: the hub's ``Retry-After``), until ``MAX_ATTEMPTS``;
-    permanent ones (and exhausted ones) are failed for good. ``insert_id`` is
-    kept on the entries so that their retry is the same record to the hub.
+    permanent ones (and exhausted ones) are failed for good. The entries keep
+    their tag, so that their retry is the same record to the hub.
     """
     if not entries:
         return False
@@ -412,7 +428,6 @@ def mark_failed(
         claimed_until=None,
         last_error=error[:4000],
         last_error_code=code,
-        insert_id=insert_id,
     )
     for entry in entries:
         entry.attempts = attempts

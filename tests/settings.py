@@ -49,21 +49,19 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
         import pymysql
 
         pymysql.install_as_MySQLdb()
-if DATABASES["default"]["NAME"] == ":memory:":
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, so that the Celery workers of tests/test_workers.py can open the test database.
     DATABASES["default"]["TEST"] = {
         "NAME": os.path.join(tempfile.gettempdir(), f"django-suprsend-tests-{os.getpid()}.sqlite3")
     }
 
-# SUPRSEND_<KEY> environment variables set SUPRSEND[<KEY>]: tests/workers.py configures its
-# Celery workers so.
-_suprsend_env = {
-    key: _suprsend_value(key, value)
+# SUPRSEND_<KEY> environment variables override SUPRSEND[<KEY>]: tests/workers.py configures
+# its Celery workers so.
+SUPRSEND.update(
+    (key, _suprsend_value(key, value))
     for name, value in os.environ.items()
     if name.startswith("SUPRSEND_") and (key := name.removeprefix("SUPRSEND_")) in SUPRSEND_DEFAULTS
-}
-if _suprsend_env:
-    SUPRSEND = _suprsend_env
+)
 
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -120,7 +120,7 @@ def test_transient_failure_goes_back_to_pending_and_reuses_its_insert_id(hub):
     assert entry.attempts == 1
     assert entry.next_attempt_at > timezone.now() + timedelta(seconds=20)
     assert state("r1").status == SyncStatus.RETRYING
-    first_insert_id = entry.insert_id
+    first_insert_id = outbox.record_insert_id(entry.insert_id, "r1")
 
     # Not due yet: nothing is sent.
     assert flush().claimed == 0
@@ -246,7 +246,7 @@ def test_a_retried_record_keeps_its_entries_and_insert_id_when_more_were_queued(
     second = flush_once()
 
     assert (first.synced, first.released, second.synced) == (1, 1, 1)
-    assert tried.insert_id in hub.insert_id_counts
+    assert outbox.record_insert_id(tried.insert_id, "t1") in hub.insert_id_counts
     assert hub.properties("t1")["history"] == [1, 2]
     assert set(hub.insert_id_counts.values()) == {1}
 
@@ -257,3 +257,22 @@ def test_the_hubs_retry_after_delays_the_outbox_retry(hub):
     assert flush().retrying == 1
     entry = OutboxEntry.objects.get()
     assert entry.next_attempt_at >= timezone.now() + timedelta(seconds=115)
+
+
+def test_a_record_sent_by_a_killed_worker_is_resent_with_its_insert_id(hub, monkeypatch):
+    queue("k1", ProfileEdit("k1").append("history", 1))
+
+    def killed(*args, **kwargs):
+        raise SystemExit("worker killed after the hub applied the record")
+
+    monkeypatch.setattr(outbox, "mark_sent", killed)
+    with pytest.raises(SystemExit):
+        flush_once()
+    monkeypatch.undo()
+    queue("k1", ProfileEdit("k1").append("history", 2))  # queued before the lease expires
+    OutboxEntry.objects.update(claimed_until=timezone.now() - timedelta(seconds=1))
+
+    flush()
+
+    assert hub.properties("k1")["history"] == [1, 2]
+    assert sorted(hub.insert_id_counts.values()) == [1, 2]  # the first record, twice, once applied
