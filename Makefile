@@ -5,11 +5,12 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: help venv demo test lint format tox bench clean
+.PHONY: help venv demo test test-quick lint format tox bench clean
 
 help:
 	@echo "make demo   - set up and run the demo (hub emulator + a few synced profiles)"
-	@echo "make test   - set up and run ruff and the test suite"
+	@echo "make test   - set up and run ruff and the suite on SQLite, PostgreSQL and MariaDB"
+	@echo "make test-quick - the suite on SQLite only"
 	@echo "make tox    - run the suite across the Python x Django matrix"
 	@echo "make bench  - run the benchmarks in bench/"
 
@@ -28,7 +29,12 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Ruff, then the suite on SQLite, PostgreSQL and MariaDB in turn (worker tests need Redis).
 test: lint
+	BIN=$(BIN) scripts/test_matrix.sh
+
+# The suite on SQLite only: the quick loop while developing.
+test-quick: venv
 	$(BIN)/pytest
 
 format: venv
@@ -48,6 +54,8 @@ $(BIN)/.bench-installed: $(BIN)/.installed
 
 bench: $(BIN)/.bench-installed
 	$(BIN)/python bench/client_throughput.py
+	$(BIN)/python bench/save_overhead.py
+	$(BIN)/python bench/drain.py
 
 clean:
 	rm -rf $(VENV) .tox build dist *.egg-info .pytest_cache .ruff_cache .hypothesis
