@@ -43,6 +43,9 @@ DEFAULTS: dict[str, Any] = {
     # Seconds within which commits share flush tasks: the first publishes at once, the
     # rest share one task at the end of the window (0: a task for every commit).
     "FLUSH_DEBOUNCE": 1.0,
+    # Seconds a process stops sending flush tasks after the broker refused one (the sweep
+    # sends what is queued meanwhile), so that saves are not held by a broker that is down.
+    "BROKER_DOWN_PAUSE": 30.0,
     # Celery queue of the app's tasks (None: the default queue).
     "QUEUE": None,
 }

@@ -175,12 +175,15 @@ class _FlushDebouncer:
         self._lock = threading.Lock()
         self._leading: dict[str, float] = {}
         self._trailing: dict[str, float] = {}
+        self._suspended_until = 0.0
 
     def countdown(self, using: str) -> float | None:
-        """Seconds to delay a new flush task, or None when one is already due to run."""
+        """Seconds to delay a new flush task, or None when none should be sent now."""
         window = suprsend_settings.FLUSH_DEBOUNCE
         now = time.monotonic()
         with self._lock:
+            if now < self._suspended_until:
+                return None
             leading = self._leading.get(using)
             if leading is None or now - leading >= window:
                 self._leading[using] = now
@@ -191,10 +194,19 @@ class _FlushDebouncer:
             self._trailing[using] = end
             return end - now
 
+    def suspend(self, seconds: float) -> None:
+        """Publish nothing for ``seconds``: the broker is down, and every try would
+        hold a save for the broker client's connect timeout."""
+        with self._lock:
+            self._suspended_until = time.monotonic() + seconds
+            self._leading.clear()
+            self._trailing.clear()
+
     def reset(self) -> None:
         with self._lock:
             self._leading.clear()
             self._trailing.clear()
+            self._suspended_until = 0.0
 
 
 debouncer = _FlushDebouncer()
@@ -215,12 +227,15 @@ def _send_flush_task(using: str) -> None:
             options["queue"] = suprsend_settings.QUEUE
         flush_outbox.apply_async(kwargs={"using": using}, **options)
     except Exception as exc:  # the broker's errors are many and transport-specific
-        debouncer.reset()  # the next commit tries again rather than trusting a lost task
+        pause = suprsend_settings.BROKER_DOWN_PAUSE
+        debouncer.suspend(pause)
         logger.warning(
             "SuprSend: could not enqueue the flush task (%s: %s); the change is kept in the "
-            "outbox and will be sent by the periodic sweep or `manage.py suprsend_flush`.",
+            "outbox and will be sent by the periodic sweep or `manage.py suprsend_flush`. "
+            "No flush task is sent from this process for the next %s seconds.",
             type(exc).__name__,
             exc,
+            pause,
         )
 
 

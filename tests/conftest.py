@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from django_suprsend import outbox
 from tests.capture import RecordingServer
 
 
@@ -26,3 +27,11 @@ def hub(settings, suprsend_hub):
         "HTTP_MAX_ATTEMPTS": 1,
     }
     return suprsend_hub
+
+
+@pytest.fixture(autouse=True)
+def fresh_flush_debouncer():
+    """Each test starts with no flush task in flight: commits publish as on a fresh process."""
+    outbox.debouncer.reset()
+    yield
+    outbox.debouncer.reset()
