@@ -54,6 +54,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {
         "NAME": os.path.join(tempfile.gettempdir(), f"django-suprsend-tests-{os.getpid()}.sqlite3")
     }
+else:
+    # A test database of this run's own: two runs on one server (a developer's and CI's)
+    # never drop or fill each other's.
+    DATABASES["default"]["TEST"] = {"NAME": f"test_suprsend_{os.getpid()}"}
 
 # SUPRSEND_<KEY> environment variables override SUPRSEND[<KEY>]: tests/workers.py configures
 # its Celery workers so.
