@@ -31,6 +31,7 @@ from django_suprsend.operations import ProfileEdit
 from django_suprsend.tasks import flush_outbox, sweep
 from django_suprsend.testing.profiles import ProfileStore
 from tests.celery_app import BROKER_URL, app
+from tests.testapp.factories import make_user
 from tests.workers import (
     broker_unreachable_reason,
     suprsend_settings,
@@ -160,6 +161,34 @@ def test_a_queued_change_is_delivered_by_a_worker(pool, suprsend_hub):
     assert state.last_synced_at is not None
     assert state.last_error == ""
     assert list(OutboxEntry.objects.values_list("status", flat=True)) == [Status.SENT]
+
+
+def test_saved_users_follow_the_database_through_a_worker(pool, suprsend_hub):
+    """The whole path: model saves, their commits, a real worker, the hub."""
+    pool.start(1)
+    user = make_user(email="ada@example.com", phone="+441234567890", language="en")
+    distinct_id = str(user.pk)
+    suprsend_hub.wait_for(
+        lambda hub: hub.channel_values(distinct_id, "$email") == ["ada@example.com"], timeout=30
+    )
+
+    user.email = "ada@lovelace.org"
+    user.language = "fr"
+    user.plan = "team"
+    user.save()
+    suprsend_hub.wait_for(
+        lambda hub: (
+            hub.channel_values(distinct_id, "$email") == ["ada@lovelace.org"]
+            and hub.properties(distinct_id).get("plan") == "team"
+        ),
+        timeout=30,
+    )
+    assert suprsend_hub.properties(distinct_id)["$preferred_language"] == "fr"
+    assert suprsend_hub.channel_values(distinct_id, "$sms") == ["+441234567890"]
+
+    user.delete()  # ON_DELETE "delete": the SuprSend user goes too
+    suprsend_hub.wait_for(lambda hub: hub.profile(distinct_id) is None, timeout=30)
+    wait_synced([distinct_id])
 
 
 # -- 2. two workers, ten thousand entries --------------------------------------------
