@@ -62,11 +62,12 @@ class OutboxEntry(models.Model):
         indexes = [
             # Claims scan pending rows in id (commit) order, LIMIT n.
             models.Index(fields=["status", "id"], name="suprsend_outbox_due"),
+            # (No index on distinct_id: every save pays for each index, and the per-profile
+            # look-up of a claim, "pending AND id < n AND distinct_id IN ...", rides the one above.)
             # A worker finds the rows it leased by its token; unleased rows stay out of it.
             models.Index(
                 fields=["claimed_by"], name="suprsend_outbox_claim", condition=~Q(claimed_by="")
             ),
-            models.Index(fields=["distinct_id", "status"], name="suprsend_outbox_profile"),
         ]
 
     def __str__(self) -> str:
