@@ -16,6 +16,12 @@ Order per profile: a worker only sends a profile's entries up to the first
 older unsent entry of that profile it does not hold (held by another
 worker, or waiting for its retry), so a profile's changes reach the hub in
 commit order, whatever the number of workers.
+
+Same record on retry: a claim tags the entries it takes for the first time
+(see :func:`_lease`); a profile's entries with one tag are one record, and
+its ``$insert_id`` is derived from the tag. A retry, after a timeout or a
+killed worker, resends exactly those entries under the same ``$insert_id``,
+so the hub applies them once.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ logger = logging.getLogger("django_suprsend.outbox")
 Status = OutboxEntry.Status
 Kind = OutboxEntry.Kind
 
-# uuid5 namespace of record $insert_ids: the same entries always make the same id.
+# uuid5 namespace of record $insert_ids: one tag and profile always make the same id.
 INSERT_ID_NAMESPACE = uuid.UUID("6f1d9a52-5b3e-4c1e-9a57-0d7c1f0b5e21")
 
 Item = tuple[str, list[dict[str, Any]], list[dict[str, Any]], "models.Model | None"]
