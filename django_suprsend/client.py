@@ -49,6 +49,8 @@ _TRANSIENT_ERRORS = (
     requests.exceptions.ChunkedEncodingError,
 )
 _MASK = "********"
+# The request went out and no answer came back: it may have been applied.
+_UNSAFE_TO_REPEAT = ("ReadTimeout", "ChunkedEncodingError")
 
 
 class _Secret:
@@ -282,6 +284,13 @@ class SuprsendClient:
             response, outcome = self._attempt(method, path, body)
             if outcome is None:
                 return response
+            if outcome.startswith(_UNSAFE_TO_REPEAT) and method == "PATCH":
+                # The hub may have applied the edit; a PATCH has no $insert_id to make
+                # a second try harmless (an increment would count twice).
+                raise SuprsendTransportError(
+                    f"SuprSend {method} {request_uri}: {outcome}; the edit may or may not "
+                    "have been applied, so it is not sent again"
+                )
             wait = schedule.next_wait(None if response is None else _retry_after(response))
             if wait is None:
                 return self._give_up(method, request_uri, schedule.attempt, response, outcome)

@@ -439,3 +439,15 @@ def test_path_prefix():
             client.edit_user("1", [{"$set": {"a": 1}}])
         assert hub.requests[0].path == "/proxy/suprsend/v1/user/1/"
         assert hub.properties("1") == {"a": 1}
+
+
+def test_a_patch_that_timed_out_is_not_sent_again(suprsend_hub):
+    suprsend_hub.delay_next(1, 1.0)
+    with (
+        make_client(suprsend_hub, read_timeout=0.3) as client,
+        pytest.raises(SuprsendTransportError, match="may or may not have been applied"),
+    ):
+        client.edit_user("counter", [{"$add": {"logins": 1}}])
+    # The hub applied it after the client gave up; a second PATCH would have counted twice.
+    suprsend_hub.wait_for(lambda hub: hub.properties("counter") == {"logins": 1}, timeout=5)
+    assert [r.method for r in suprsend_hub.requests] == ["PATCH"]
