@@ -29,11 +29,14 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.admin",
+    "django.contrib.staticfiles",  # the admin's CSS and JS, served by live_server (browser tests)
     "django_suprsend",
     "tests.testapp",
 ]
 
 AUTH_USER_MODEL = "testapp.User"
+ROOT_URLCONF = "tests.urls"
+STATIC_URL = "/static/"
 
 SUPRSEND = {
     "WORKSPACE_KEY": "ws_test_key",
