@@ -12,7 +12,7 @@ help:
 	@echo "make test   - set up and run ruff and the suite on SQLite, PostgreSQL and MariaDB"
 	@echo "make test-quick - the suite on SQLite only"
 	@echo "make tox    - run the suite across the Python x Django matrix"
-	@echo "make bench  - run the benchmarks in bench/"
+	@echo "make bench  - run the benchmarks in bench/ (PostgreSQL for the last three)"
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,7 @@ bench: $(BIN)/.bench-installed
 	$(BIN)/python bench/client_throughput.py
 	$(BIN)/python bench/save_overhead.py
 	$(BIN)/python bench/drain.py
+	$(BIN)/python bench/admin_list.py
 
 clean:
 	rm -rf $(VENV) .tox build dist *.egg-info .pytest_cache .ruff_cache .hypothesis

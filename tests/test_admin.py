@@ -524,3 +524,26 @@ def test_errors_are_escaped_in_the_list(admin_client: Client, failing: SyncState
     html = admin_client.get(STATES).content.decode()
     assert "<script>alert(1)" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_date_hierarchy_reads_only_the_first_and_last_date(admin_client: Client) -> None:
+    make_state(distinct_id="old", last_synced_at=timezone.now().replace(year=2020))
+    make_state(distinct_id="new", last_synced_at=timezone.now().replace(year=2022))
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get(STATES)
+    html = response.content.decode()
+    # Every year between the first and the last, without SELECT DISTINCT over the table.
+    for year in ("2020", "2021", "2022"):
+        assert f"last_synced_at__year={year}" in html
+    assert not [q for q in queries.captured_queries if "DISTINCT DATE" in q["sql"].upper()]
+
+
+def test_search_finds_a_distinct_id_exactly_or_words_of_an_error(admin_client: Client) -> None:
+    make_state(distinct_id="user-42")
+    make_state(distinct_id="user-420", status=SyncStatus.FAILED, last_error="user-42 refused")
+    make_state(distinct_id="user-421", last_error="stale text on a synced row")
+    assert sorted(s.distinct_id for s in shown(admin_client.get(STATES, {"q": "user-42"}))) == [
+        "user-42",
+        "user-420",
+    ]
+    assert shown(admin_client.get(STATES, {"q": "stale"})) == []
