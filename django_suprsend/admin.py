@@ -226,17 +226,20 @@ def unset_profile_channels(
 
 @admin.action(description=_("Retry failed profiles"), permissions=["resync_profile"])
 def retry_failed(model_admin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet) -> None:
-    """Put the failed entries of the selected failed profiles back to pending (two UPDATEs)."""
+    """Queue a fresh full push of the selected profiles that failed, and mark them pending.
+
+    Their failed entries are not sent again: a change newer than them may have reached
+    the hub since, and resending the old one would undo it. The full push carries the
+    database's values as they are now.
+    """
     failed = _sync_states(queryset).filter(status=SyncStatus.FAILED)
-    now = timezone.now()
-    using = router.db_for_write(OutboxEntry)
+    groups, gone = _selected_profiles(model_admin, failed)
+    using = router.db_for_write(SyncState)
     with transaction.atomic(using=using):
-        OutboxEntry.objects.using(using).filter(
-            status=OutboxEntry.Status.FAILED,
-            distinct_id__in=failed.values("distinct_id"),
-        ).update(status=OutboxEntry.Status.PENDING, next_attempt_at=now, attempts=0)
-        count = failed.update(status=SyncStatus.PENDING, updated_at=now)
-        outbox.schedule_flush(using)  # once this commits
+        count = sum(sync(rows) for rows in groups)
+        failed.exclude(distinct_id__in=gone).update(
+            status=SyncStatus.PENDING, updated_at=timezone.now()
+        )
     model_admin.message_user(
         request,
         ngettext(

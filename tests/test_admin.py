@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from django_suprsend import outbox, paused
+from django_suprsend import paused
 from django_suprsend.models import OutboxEntry, SyncState, SyncStatus
 from tests.testapp.factories import clear, entries, make_user, override_suprsend
 from tests.testapp.models import User
@@ -353,13 +353,10 @@ def test_actions_need_the_csrf_token(admin_user: User) -> None:
     assert OutboxEntry.objects.count() == 0
 
 
-def test_retry_failed_puts_failed_profiles_back_to_pending(
-    admin_client: Client, failing: SyncState, monkeypatch: pytest.MonkeyPatch
+def test_retry_failed_queues_a_fresh_full_push_of_failed_profiles(
+    admin_client: Client, failing: SyncState
 ) -> None:
-    flushes: list[str] = []
-    monkeypatch.setattr(outbox, "schedule_flush", flushes.append)
-    synced = make_state(distinct_id="fine")
-    before = timezone.now()
+    synced = make_state(quiet_user(email="fine@example.com"))
     response = run_action(admin_client, STATES, "retry_failed", [failing, synced])
     assert [str(m) for m in response.wsgi_request._messages] == [
         "1 failed profile queued for a retry."
@@ -367,12 +364,12 @@ def test_retry_failed_puts_failed_profiles_back_to_pending(
     failing.refresh_from_db()
     synced.refresh_from_db()
     assert (failing.status, synced.status) == (SyncStatus.PENDING, SyncStatus.SYNCED)
-    rows = {e.operations[0]["$append"]["$email"]: e for e in OutboxEntry.objects.all()}
-    entry = rows["failed@example.com"]
-    assert (entry.status, entry.attempts) == ("pending", 0)
-    assert entry.next_attempt_at >= before
-    assert rows["sent@example.com"].status == "sent"
-    assert flushes == ["default"]
+    # The old failed entry stays failed: a newer change may have reached the hub since.
+    assert OutboxEntry.objects.filter(status="failed").count() == 1
+    fresh = OutboxEntry.objects.filter(distinct_id=failing.distinct_id).latest("id")
+    assert fresh.status == "pending"
+    assert {"$append": {"$email": "fail@example.com"}} in fresh.operations
+    assert not OutboxEntry.objects.filter(distinct_id=synced.distinct_id).exists()
 
 
 # -- permissions -----------------------------------------------------------------------
@@ -458,12 +455,13 @@ def test_user_admin_actions(admin_client: Client) -> None:
     )
     clear()
 
-    state = make_state(users[1], status=SyncStatus.FAILED)
-    OutboxEntry.objects.create(distinct_id=str(users[1].pk), status="failed", attempts=5)
+    state = make_state(users[0], status=SyncStatus.FAILED)
+    OutboxEntry.objects.create(distinct_id=str(users[0].pk), status="failed", attempts=5)
     run_action(admin_client, USERS, "retry_failed", users)
     state.refresh_from_db()
     assert state.status == SyncStatus.PENDING
-    assert list(OutboxEntry.objects.values_list("status", "attempts")) == [("pending", 0)]
+    pending = OutboxEntry.objects.filter(status="pending")
+    assert list(pending.values_list("distinct_id", flat=True)) == [str(users[0].pk)]
 
 
 # -- scale --------------------------------------------------------------------------------
