@@ -107,3 +107,30 @@ class SyncState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.distinct_id}: {self.status}"
+
+
+class BackfillCheckpoint(models.Model):
+    """Where a ``manage.py suprsend_backfill`` run stands, so that a killed run resumes.
+
+    ``key`` is the model's label and a hash of the options that change which
+    rows are read or what their records hold. ``run_id`` seeds each record's
+    ``$insert_id``: a batch sent again after a kill is the same record to the hub.
+    """
+
+    key = models.CharField(max_length=255, unique=True)
+    last_pk = models.CharField(max_length=255, blank=True)
+    run_id = models.CharField(max_length=32)
+    sent = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("backfill checkpoint")
+        verbose_name_plural = _("backfill checkpoints")
+
+    def __str__(self) -> str:
+        state = "finished" if self.finished_at else f"after pk {self.last_pk or '-'}"
+        return f"{self.key}: {state}"
