@@ -51,46 +51,47 @@ def validation_message(errors: list[dict[str, Any]]) -> str:
     return "; ".join(f"{e['field']}: {e['value']} {e['reason']}" for e in errors)
 
 
-def record(outcomes: list[Outcome], *, using: str) -> list[SyncState]:
+def record(outcomes: list[Outcome], *, using: str) -> None:
     """Upsert one SyncState per profile and send ``profile_synced``/``profile_sync_failed``."""
     if not outcomes:
-        return []
+        return
     now = timezone.now()
-    states = [_state(outcome, now) for outcome in outcomes]
+    # Plain dicts of column values: model instances would cost more than the upsert itself.
+    rows = [_row(outcome, now) for outcome in outcomes]
     # A profile whose change did not reach the hub keeps its last_synced_at.
     for delivered in (True, False):
-        batch = [s for s, o in zip(states, outcomes, strict=True) if o.delivered is delivered]
+        batch = [r for r, o in zip(rows, outcomes, strict=True) if o.delivered is delivered]
         fields = [f for f in _UPDATED_FIELDS if delivered or f != "last_synced_at"]
         if batch:
             _upsert(batch, fields, using)
-    _announce(outcomes, states)
-    return states
+    _announce(outcomes, rows)
 
 
-def _state(outcome: Outcome, now: Any) -> SyncState:
+def _row(outcome: Outcome, now: Any) -> dict[str, Any]:
     linked = next((e for e in reversed(outcome.entries) if e.content_type_id), outcome.entries[-1])
     synced = outcome.status == SyncStatus.SYNCED
-    return SyncState(
-        distinct_id=outcome.distinct_id,
-        content_type_id=linked.content_type_id,
-        object_id=linked.object_id,
-        status=outcome.status,
-        attempts=0 if synced else max(e.attempts for e in outcome.entries),
-        last_synced_at=now if outcome.delivered else None,
-        last_attempt_at=now,
-        last_error=outcome.error[:4000],
-        last_error_code=outcome.code,
-        last_failed_record=outcome.failed_record,
-        updated_at=now,
-    )
+    return {
+        "distinct_id": outcome.distinct_id,
+        "content_type_id": linked.content_type_id,
+        "object_id": linked.object_id,
+        "status": outcome.status,
+        "attempts": 0 if synced else max(e.attempts for e in outcome.entries),
+        "last_synced_at": now if outcome.delivered else None,
+        "last_attempt_at": now,
+        "last_error": outcome.error[:4000],
+        "last_error_code": outcome.code,
+        "last_failed_record": outcome.failed_record,
+        "updated_at": now,
+    }
 
 
-def _announce(outcomes: list[Outcome], states: list[SyncState]) -> None:
+def _announce(outcomes: list[Outcome], rows: list[dict[str, Any]]) -> None:
     synced = profile_synced.has_listeners()
     failed = profile_sync_failed.has_listeners()
     if not (synced or failed):
         return
-    for outcome, state in zip(outcomes, states, strict=True):
+    for outcome, row in zip(outcomes, rows, strict=True):
+        state = SyncState(**row)
         sender = state.content_type.model_class() if state.content_type_id else None
         if outcome.status == SyncStatus.SYNCED and synced:
             profile_synced.send(sender=sender, distinct_id=state.distinct_id, sync_state=state)
@@ -105,11 +106,12 @@ def _announce(outcomes: list[Outcome], states: list[SyncState]) -> None:
             )
 
 
-def _upsert(states: list[SyncState], fields: list[str], using: str) -> None:
+def _upsert(rows: list[dict[str, Any]], fields: list[str], using: str) -> None:
     connection = connections[using]
     if connection.vendor == "postgresql":
-        _upsert_postgresql(states, fields, using)
+        _upsert_postgresql(rows, fields, using)
         return
+    states = [SyncState(**row) for row in rows]
     # MySQL/MariaDB upsert on any unique key (ON DUPLICATE KEY) and take no target.
     target = ["distinct_id"] if connection.features.supports_update_conflicts_with_target else None
     SyncState.objects.using(using).bulk_create(
@@ -138,7 +140,7 @@ _PG_COLUMNS = (
 )
 
 
-def _upsert_postgresql(states: list[SyncState], fields: list[str], using: str) -> None:
+def _upsert_postgresql(rows: list[dict[str, Any]], fields: list[str], using: str) -> None:
     table = SyncState._meta.db_table
     columns = ", ".join(name for name, _ in _PG_COLUMNS)
     # jsonb travels as text: arrays of JSON values are not adapted by every driver.
@@ -155,7 +157,7 @@ def _upsert_postgresql(states: list[SyncState], fields: list[str], using: str) -
     params = [
         [
             json.dumps(value) if kind == "jsonb" and value is not None else value
-            for value in (getattr(state, name) for state in states)
+            for value in (row[name] for row in rows)
         ]
         for name, kind in _PG_COLUMNS
     ]
