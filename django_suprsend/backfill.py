@@ -35,7 +35,7 @@ from .exceptions import SuprsendValidationError
 from .mixins import SuprsendProfileMixin, distinct_id_of, error_dict
 from .models import BackfillCheckpoint, SyncState, SyncStatus
 from .operations import CHANNEL_KEYS, check_record_size
-from .sync_state import Outcome, record, validation_message
+from .sync_state import Outcome, record, refused, validation_message
 
 __all__ = [
     "BackfillError",
@@ -334,36 +334,14 @@ def _send(
                 )
                 continue
             # The valid values went; the refused ones make the profile failed until fixed.
-            message = validation_message(row.errors)
-            failed_record = {
-                "record": row.record,
-                "error": message,
-                "code": None,
-                "refused": row.errors,
-            }
             stats.failed += 1
-            outcomes.append(
-                Outcome(
-                    [_entry(row, content_type_id, 1)],
-                    SyncStatus.FAILED,
-                    error=message,
-                    failed_record=failed_record,
-                    delivered=True,
-                )
-            )
+            entries = [_entry(row, content_type_id, 1)]
+            outcomes.append(refused(entries, row.errors, row.record, delivered=True))
             continue
         stats.failed += 1
         if failure is None:  # nothing valid to send
-            message = validation_message(row.errors)
-            failed_record = {"record": None, "error": message, "code": None, "refused": row.errors}
-            outcomes.append(
-                Outcome(
-                    [_entry(row, content_type_id, 1)],
-                    SyncStatus.FAILED,
-                    error=message,
-                    failed_record=failed_record,
-                )
-            )
+            entries = [_entry(row, content_type_id, 1)]
+            outcomes.append(refused(entries, row.errors, delivered=False))
             continue
         error = str(failure["error"])
         outcomes.append(

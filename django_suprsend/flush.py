@@ -21,7 +21,7 @@ from .exceptions import SuprsendAPIError, SuprsendError, SuprsendTransportError
 from .models import OutboxEntry, SyncStatus
 from .operations import MAX_RECORD_BYTES, build_record, record_size
 from .retry import is_retryable_status
-from .sync_state import Outcome, record, validation_message
+from .sync_state import Outcome, record, refused
 
 logger = logging.getLogger("django_suprsend.flush")
 
@@ -210,12 +210,7 @@ def _delivered(
 ) -> Outcome:
     if not errors:
         return Outcome(entries, SyncStatus.SYNCED, delivered=True)
-    # The valid values went; the refused ones make the profile failed until fixed.
-    message = validation_message(errors)
-    failed_record = {"record": record_, "error": message, "code": None, "refused": errors}
-    return Outcome(
-        entries, SyncStatus.FAILED, error=message, failed_record=failed_record, delivered=True
-    )
+    return refused(entries, errors, record_, delivered=True)
 
 
 def _send_deletes(
@@ -242,17 +237,13 @@ def _send_deletes(
     return [Outcome(group, SyncStatus.SYNCED, delivered=True) for group in deletes]
 
 
-def _refuse(claim: outbox.Claim, refused: list[list[outbox.Entry]]) -> list[Outcome]:
+def _refuse(claim: outbox.Claim, groups: list[list[outbox.Entry]]) -> list[Outcome]:
     """Entries that held only refused values: nothing to send, failed for good."""
     outcomes = []
-    for entries in refused:
-        errors = [err for e in entries for err in e.errors]
-        message = validation_message(errors)
-        outbox.mark_failed(claim, entries, error=message, code=None, retryable=False)
-        failed_record = {"record": None, "error": message, "code": None, "refused": errors}
-        outcomes.append(
-            Outcome(entries, SyncStatus.FAILED, error=message, failed_record=failed_record)
-        )
+    for entries in groups:
+        outcome = refused(entries, [err for e in entries for err in e.errors], delivered=False)
+        outbox.mark_failed(claim, entries, error=outcome.error, code=None, retryable=False)
+        outcomes.append(outcome)
     return outcomes
 
 

@@ -51,6 +51,24 @@ def validation_message(errors: list[dict[str, Any]]) -> str:
     return "; ".join(f"{e['field']}: {e['value']} {e['reason']}" for e in errors)
 
 
+def refused(
+    entries: list[Entry],
+    errors: list[dict[str, Any]],
+    record_: dict[str, Any] | None = None,
+    *,
+    delivered: bool,
+) -> Outcome:
+    """A profile with values refused before sending: failed until the data is fixed.
+
+    ``delivered``: its valid values (``record_``) went to the hub anyway.
+    """
+    message = validation_message(errors)
+    failed_record = {"record": record_, "error": message, "code": None, "refused": errors}
+    return Outcome(
+        entries, SyncStatus.FAILED, error=message, failed_record=failed_record, delivered=delivered
+    )
+
+
 def record(outcomes: list[Outcome], *, using: str) -> None:
     """Upsert one SyncState per profile and send ``profile_synced``/``profile_sync_failed``."""
     if not outcomes:
