@@ -177,10 +177,12 @@ def _send_edits(
     response = client.send_records(record_ for _, record_, _ in edits)
     failures = {f["record"].get("$insert_id"): f for f in response.failed_records}
     retryable = {id(f) for f in response.retryable}
+    delivered: list[outbox.Entry] = []
     outcomes = []
     for entries, record_, errors in edits:
         failure = failures.get(record_["$insert_id"])
         if failure is None:
+            delivered.extend(entries)
             outcomes.append(_delivered(entries, record_, errors))
             continue
         again = outbox.mark_failed(
@@ -200,7 +202,7 @@ def _send_edits(
                 failed_record=_as_json(failure),
             )
         )
-    outbox.mark_sent(claim)
+    outbox.mark_sent(claim, delivered)
     _log(response)
     return outcomes
 

@@ -398,15 +398,22 @@ def backoff_seconds(attempts: int) -> float:
     return min(suprsend_settings.RETRY_BACKOFF_MAX, base * 2 ** max(0, attempts - 1))
 
 
-def mark_sent(claim_: Claim, entries: list[Entry] | None = None) -> None:
-    """Delivered: ``entries``, or (None) every entry this claim still holds, in one UPDATE."""
-    manager = OutboxEntry.objects.using(claim_.using)
-    if entries is None:
-        rows = manager.filter(claimed_by=claim_.token, status=Status.PENDING)
-    elif entries:
-        rows = manager.filter(id__in=[e.id for e in entries])
-    else:
+def mark_sent(claim_: Claim, entries: list[Entry]) -> None:
+    """Delivered: one UPDATE.
+
+    On PostgreSQL by the claim's token (its partial index; the claim then holds
+    exactly the delivered entries, failures having been given back first); on
+    other databases by primary key, so that the UPDATE locks only its own rows
+    (a scan for the token would lock rows another worker is claiming: MariaDB
+    deadlocks).
+    """
+    if not entries:
         return
+    manager = OutboxEntry.objects.using(claim_.using)
+    if connections[claim_.using].vendor == "postgresql":
+        rows = manager.filter(claimed_by=claim_.token, status=Status.PENDING)
+    else:
+        rows = manager.filter(id__in=[e.id for e in entries])
     rows.update(
         status=Status.SENT,
         sent_at=timezone.now(),

@@ -30,9 +30,15 @@ MIN_RESCHEDULE_SECONDS = 1.0
 
 @shared_task(name="django_suprsend.flush_outbox", ignore_result=True)
 def flush_outbox(using: str = "default") -> dict[str, int]:
-    """Send every due entry; then queue itself again for the earliest retry, if any."""
-    result = flush(using=using, time_budget=FLUSH_TIME_BUDGET)
-    _schedule_next(using)
+    """Send every due entry; then queue itself again for the earliest retry, if any.
+
+    Also when the flush fails (a database deadlock, say): its leased entries
+    must be flushed again once the lease expires.
+    """
+    try:
+        result = flush(using=using, time_budget=FLUSH_TIME_BUDGET)
+    finally:
+        _schedule_next(using)
     return vars(result)
 
 
@@ -54,12 +60,16 @@ def sweep(using: str = "default") -> dict[str, Any]:
 def _schedule_next(using: str) -> None:
     """Queue a flush for the earliest pending retry, so retries need no beat to happen."""
     now = timezone.now()
-    earliest = (
-        OutboxEntry.objects.using(using)
-        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-        .filter(status=OutboxEntry.Status.PENDING)
-        .aggregate(at=Min("next_attempt_at"))["at"]
+    pending = OutboxEntry.objects.using(using).filter(status=OutboxEntry.Status.PENDING)
+    bounds = pending.aggregate(
+        free=Min(
+            "next_attempt_at", filter=Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
+        ),
+        # Entries leased to a worker that may have died: due when the lease ends.
+        leased=Min("claimed_until", filter=Q(claimed_until__gte=now)),
     )
+    due = [at for at in (bounds["free"], bounds["leased"]) if at is not None]
+    earliest = min(due) if due else None
     if earliest is not None:
         # At least a second: entries held back behind another worker are due "now".
         delay = max(MIN_RESCHEDULE_SECONDS, (earliest - now).total_seconds())
