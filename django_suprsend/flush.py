@@ -136,27 +136,22 @@ def _plan_edits(plan: _Plan, entries: list[outbox.Entry], env: str, agent: str) 
     """
     tag = entries[0].insert_id
     run = list(takewhile(lambda e: e.insert_id == tag, entries))
-    operations = [op for e in run for op in e.operations]
-    if operations and len(run) > 1 and _too_big(run, operations, env, agent):
+    record_ = _record(run, env, agent)
+    if record_ is not None and len(run) > 1 and record_size(record_) > MAX_RECORD_BYTES:
         run = run[:1]  # merged, too big: the oldest goes alone, the rest in the next flush
-        operations = list(run[0].operations)
+        record_ = _record(run, env, agent)
     plan.release.extend(e.id for e in entries[len(run) :])
-    if not operations:
+    if record_ is None:
         plan.refused.append(run)
         return
-    record_ = _record(run, operations, env, agent)
     plan.edits.append((run, record_, [err for e in run for err in e.errors]))
 
 
-def _too_big(
-    run: list[outbox.Entry], operations: list[dict[str, Any]], env: str, agent: str
-) -> bool:
-    return record_size(_record(run, operations, env, agent)) > MAX_RECORD_BYTES
-
-
-def _record(
-    entries: list[outbox.Entry], operations: list[dict[str, Any]], env: str, agent: str
-) -> dict[str, Any]:
+def _record(entries: list[outbox.Entry], env: str, agent: str) -> dict[str, Any] | None:
+    """The record of ``entries``' operations, or None when they hold none (only refused values)."""
+    operations = [op for e in entries for op in e.operations]
+    if not operations:
+        return None
     distinct_id = entries[0].distinct_id
     return build_record(
         distinct_id,
