@@ -34,7 +34,7 @@ from .client_factory import get_client
 from .exceptions import SuprsendValidationError
 from .mixins import SuprsendProfileMixin, distinct_id_of, error_dict
 from .models import BackfillCheckpoint, SyncState, SyncStatus
-from .operations import CHANNEL_KEYS, check_record_size
+from .operations import CHANNEL_KEYS, build_record, check_record_size
 from .sync_state import Outcome, record, refused, validation_message
 
 __all__ = [
@@ -291,8 +291,7 @@ def _build_record(
     insert_id = insert_id_for(run_id, distinct_id)
     if client is not None:
         return client.build_record(distinct_id, operations, insert_id=insert_id)
-    from .operations import build_record  # dry run: no credentials needed
-
+    # A dry run: no credentials needed.
     return build_record(distinct_id, operations, env="", sdk_version="", insert_id=insert_id)
 
 
