@@ -8,30 +8,40 @@ BIN := $(VENV)/bin
 .PHONY: help venv demo test test-quick lint format tox bench clean
 
 help:
-	@echo "make demo   - set up and run the demo (hub emulator + a few synced profiles)"
-	@echo "make test   - set up and run ruff and the suite on SQLite, PostgreSQL and MariaDB"
+	@echo "make demo   - set up and run the demo: hub emulator, Celery worker and beat, admin"
+	@echo "make test   - ruff; the suite on SQLite, PostgreSQL and MariaDB; packaging; tox edges"
 	@echo "make test-quick - the suite on SQLite only"
 	@echo "make tox    - run the suite across the Python x Django matrix"
 	@echo "make bench  - run the benchmarks in bench/ (PostgreSQL for the last three)"
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test,dev,browser]"
+
+# The demo needs the app alone; the tests need every extra.
+$(BIN)/.demo-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(BIN)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[test,dev,browser,package]"
 	touch $@
 
 venv: $(BIN)/.installed
 
-demo: venv
+demo: $(BIN)/.demo-installed
 	$(BIN)/python -m example_project.demo
 
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# Ruff, then the suite on SQLite, PostgreSQL and MariaDB in turn (worker tests need Redis).
+# Ruff; the suite on SQLite, PostgreSQL and MariaDB in turn (worker tests need Redis, the
+# browser tests Chromium); the packaging test; the oldest and newest Python x Django in tox.
 test: lint
 	BIN=$(BIN) scripts/test_matrix.sh
+	$(BIN)/pytest -m packaging
+	PATH="$(PYENV_BINS)$$PATH" $(BIN)/tox run -e $(TOX_EDGES)
 
 # The suite on SQLite only: the quick loop while developing.
 test-quick: venv
@@ -44,6 +54,9 @@ format: venv
 # tox finds interpreters on PATH; put every pyenv-installed 3.10-3.13 there
 # (pyenv shims alone are not enough for virtualenv's discovery).
 PYENV_BINS := $(shell command -v pyenv >/dev/null 2>&1 && for v in $$(pyenv versions --bare | grep -E '^3\.1[0-3]\.'); do printf '%s:' "$$(pyenv root)/versions/$$v/bin"; done)
+
+# The oldest and the newest supported Python with Django; `make tox` runs them all.
+TOX_EDGES := py310-django52,py313-django61
 
 tox: venv
 	PATH="$(PYENV_BINS)$$PATH" $(BIN)/tox run-parallel --parallel-no-spinner

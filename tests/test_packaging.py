@@ -1,0 +1,118 @@
+"""The distribution: ``python -m build`` gives an sdist and a wheel that hold what a project
+needs (migrations, templates), ``twine check`` accepts them, and the wheel installed into a
+new virtual environment runs the example project's ``check`` and ``migrate``.
+
+Run alone with ``pytest -m packaging`` (it builds and installs, about a minute).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.packaging
+
+REPO = Path(__file__).resolve().parent.parent
+PACKAGE = REPO / "django_suprsend"
+# Files a project cannot work without, whatever else changes.
+REQUIRED = [
+    "django_suprsend/__init__.py",
+    "django_suprsend/py.typed",
+    "django_suprsend/migrations/0001_initial.py",
+    "django_suprsend/management/commands/suprsend_backfill.py",
+    "django_suprsend/templates/admin/django_suprsend/syncstate/change_list.html",
+    "django_suprsend/testing/__main__.py",
+]
+
+
+def run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)  # noqa: S603
+    assert result.returncode == 0, f"{argv} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def package_files() -> set[str]:
+    """Every file of the package in the source tree, as the distribution should name it."""
+    return {
+        path.relative_to(REPO).as_posix()
+        for path in PACKAGE.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("dist")
+    run([sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", str(out), str(REPO)])
+    return out
+
+
+def only(folder: Path, pattern: str) -> Path:
+    found = sorted(folder.glob(pattern))
+    assert len(found) == 1, f"expected one {pattern} in {folder}, found {found}"
+    return found[0]
+
+
+def test_wheel_holds_the_whole_package_and_nothing_else(dist: Path) -> None:
+    names = set(zipfile.ZipFile(only(dist, "*.whl")).namelist())
+    package = {name for name in names if name.startswith("django_suprsend/")}
+    assert set(REQUIRED) <= package
+    assert package == package_files()
+    strays = {name.split("/")[0] for name in names} - {"django_suprsend"}
+    assert all(name.endswith(".dist-info") for name in strays), strays
+
+
+def test_sdist_holds_the_package_docs_and_tests(dist: Path) -> None:
+    sdist = only(dist, "*.tar.gz")
+    root = sdist.name.removesuffix(".tar.gz")
+    with tarfile.open(sdist) as archive:
+        names = {name.removeprefix(f"{root}/") for name in archive.getnames()}
+    assert package_files() <= names
+    assert {"README.rst", "CHANGELOG.rst", "LICENSE", "pyproject.toml", "tox.ini"} <= names
+    assert "example_project/accounts/migrations/0001_initial.py" in names
+    assert "tests/test_packaging.py" in names
+    assert not [name for name in names if "__pycache__" in name or name.endswith(".sqlite3")]
+
+
+def test_twine_check_passes(dist: Path) -> None:
+    result = run([sys.executable, "-m", "twine", "check", "--strict", *map(str, dist.iterdir())])
+    assert result.stdout.count("PASSED") == 2, result.stdout
+
+
+def test_installed_wheel_runs_the_example_project(dist: Path, tmp_path: Path) -> None:
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    run([str(python), "-m", "pip", "install", "--quiet", str(only(dist, "*.whl"))])
+    # The example project, alone in a folder: django_suprsend must come from the wheel.
+    project = tmp_path / "project"
+    shutil.copytree(
+        REPO / "example_project",
+        project / "example_project",
+        ignore=shutil.ignore_patterns("__pycache__", "*.sqlite3", ".env"),
+    )
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DATABASE_URL", "CELERY_", "SUPRSEND_", "DJANGO_", "PYTHON"))
+    }
+    env["DEMO_DIR"] = str(tmp_path / "demo")
+    where = run([str(python), "-c", "import django_suprsend; print(django_suprsend.__file__)"],
+                cwd=project, env=env)  # fmt: skip
+    assert Path(where.stdout.strip()).is_relative_to(env_dir)
+
+    manage = [str(python), "example_project/manage.py"]
+    check = run([*manage, "check", "--fail-level", "WARNING"], cwd=project, env=env)
+    assert "no issues" in check.stdout
+    run([*manage, "migrate", "--no-input"], cwd=project, env=env)
+    applied = run([*manage, "showmigrations", "django_suprsend", "accounts"], cwd=project, env=env)
+    assert "[ ]" not in applied.stdout
+    assert applied.stdout.count("[X]") >= 3, applied.stdout
