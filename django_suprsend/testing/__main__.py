@@ -1,6 +1,8 @@
 """``python -m django_suprsend.testing``: serve the hub emulator until SIGINT or SIGTERM.
 
-Prints ``SuprSend hub emulator listening on <url>`` once it accepts requests.
+Prints ``SuprSend hub emulator listening on <url>`` once it accepts requests,
+then ``Profiles page: <url>``: a read-only page of what the hub holds (``--no-page``
+turns it off).
 """
 
 from __future__ import annotations
@@ -37,6 +39,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workspace-uid", help="the env of records sent with the API key")
     parser.add_argument("--path-prefix", default="", help="serve under this path")
     parser.add_argument("--no-auth", action="store_true", help="accept unsigned requests")
+    parser.add_argument(
+        "--no-page",
+        action="store_true",
+        help="do not serve the read-only profiles page at / (and _emulator/state.json)",
+    )
     return parser.parse_args(argv)
 
 
@@ -51,6 +58,7 @@ def build_hub(args: argparse.Namespace) -> HubEmulator:
         port=args.port,
         check_auth=not args.no_auth,
         path_prefix=args.path_prefix,
+        serve_page=not args.no_page,  # run by hand: people look at it
     )
 
 
@@ -72,7 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.set())
     with hub:
+        # this line first and unchanged: scripts wait for it
         print(f"SuprSend hub emulator listening on {hub.url}", flush=True)
+        if hub.serve_page:
+            print(f"Profiles page: {hub.url}", flush=True)
         stopping.wait()
     return 0
 

@@ -14,12 +14,18 @@ an array of them, 202), ``GET/PATCH/POST/DELETE v1/user/{id}/`` and
 ``DELETE v1/bulk/user/``. Faults (``fail_next``, ``delay_next``,
 ``drop_next``) queue up and each is used by one request, in order;
 ``latency`` and ``reject_records`` rules stay until ``clear_faults()``.
+
+With ``serve_page=True`` (the standalone CLI's default) it also serves a
+read-only page for people at ``/`` and ``_emulator/`` (JSON at
+``_emulator/state.json``): the profiles it holds and the recent requests.
+Those GETs need no auth, use no fault and are not logged in ``requests``.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import heapq
 import hmac
 import json
 import re
@@ -37,6 +43,7 @@ from typing import Any, NamedTuple
 from urllib.parse import unquote
 
 from django_suprsend import signing
+from django_suprsend.testing import page
 from django_suprsend.testing.profiles import ProfileStore, utc_now
 from django_suprsend.testing.records import (
     HubError,
@@ -68,6 +75,7 @@ class RecordedRequest:
     status: int | None = None
     answered_at: float | None = None
     record_count: int | None = None  # records in an event/ body
+    response_body: bytes | None = None  # the body answered (None: dropped or pending)
 
     def json(self) -> Any:
         """The body parsed as JSON (None when empty)."""
@@ -139,6 +147,16 @@ class _RejectRule:
     error: str
 
 
+# The page's paths below path_prefix: HTML for people, JSON for scripts.
+_PAGE_PATHS = {"/": "html", "/_emulator/": "html", "/_emulator/state.json": "json"}
+# no script may run even if a value escaped escaping; never cached, so a reload is fresh
+_PAGE_HEADERS = (
+    ("Cache-Control", "no-store"),
+    ("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'"),
+    ("X-Content-Type-Options", "nosniff"),
+)
+
+
 class _Route(NamedTuple):
     pattern: re.Pattern[str]
     methods: Mapping[str, Callable[[RecordedRequest, re.Match[str], frozenset[str]], _Response]]
@@ -159,6 +177,7 @@ class HubEmulator:
         port: int = 0,
         check_auth: bool = True,
         path_prefix: str = "",
+        serve_page: bool = False,
     ) -> None:
         self.workspace_key = workspace_key
         self._workspace_secret = workspace_secret
@@ -167,6 +186,8 @@ class HubEmulator:
         self.host = host
         self.check_auth = check_auth
         self.path_prefix = "/" + path_prefix.strip("/") if path_prefix.strip("/") else ""
+        # off by default: a test hub answers 404 at / like the real hub
+        self.serve_page = serve_page
         self.latency = 0.0
         self._port = port
         self._lock = threading.Lock()
@@ -190,8 +211,7 @@ class HubEmulator:
                 },
             ),
             _Route(re.compile(r"/v1/bulk/user/"), {"DELETE": self._bulk_delete}),
-            # Pages for people (auth=False, e.g. an HTML view of the profiles at "/")
-            # are added here.
+            # the page for people is not a route: see _page, which runs before logging
         )
 
     def __repr__(self) -> str:
@@ -387,14 +407,17 @@ class HubEmulator:
             traceback.print_exc()
             return _json_response(500, {"code": 500, "message": f"emulator error: {error!r}"})
 
+    def _local_path(self, uri: str) -> str:
+        """The path of a request URI below ``path_prefix``, query dropped ("" when outside)."""
+        path = uri.partition("?")[0]
+        if not self.path_prefix:
+            return path
+        return (
+            path.removeprefix(self.path_prefix) if path.startswith(self.path_prefix + "/") else ""
+        )
+
     def _route(self, request: RecordedRequest) -> _Response:
-        path = request.path.partition("?")[0]
-        if self.path_prefix:
-            path = (
-                path.removeprefix(self.path_prefix)
-                if path.startswith(self.path_prefix + "/")
-                else ""
-            )
+        path = self._local_path(request.path)
         for route in self._routes:
             match = route.pattern.fullmatch(path)
             if match is not None:
@@ -407,6 +430,62 @@ class HubEmulator:
             allowed = ", ".join(route.methods)
             raise HubError(405, f"{request.method} is not allowed on {path} (use {allowed})")
         return handler(request, match, envs)
+
+    # -- the page for people -------------------------------------------------
+
+    def page_state(self) -> dict[str, Any]:
+        """What the page shows, JSON-able: the newest profiles and requests, no credentials."""
+        with self._lock:
+            # The store keeps one ISO timestamp format in UTC, so strings sort in time
+            # order; picking the newest this way avoids copying every profile per reload.
+            updated = self._store._updated
+            newest = heapq.nlargest(page.PROFILE_LIMIT, updated, key=updated.__getitem__)
+            profiles = [self._store.get(distinct_id) for distinct_id in newest]
+            profile_total = len(self._store)
+            recent = self._requests[-page.REQUEST_LIMIT :]
+            request_total = len(self._requests)
+            now, monotonic_now = time.time(), time.monotonic()
+        return page.build_state(
+            hub={
+                "url": self.url,
+                "path_prefix": self.path_prefix,
+                "workspace_key": self.workspace_key,
+                "auth": self._auth_description(),
+            },
+            profiles=[p for p in profiles if p is not None],
+            profile_total=profile_total,
+            requests=recent,
+            request_total=request_total,
+            now=now,
+            monotonic_now=monotonic_now,
+        )
+
+    def _auth_description(self) -> str:
+        if not self.check_auth:
+            return "off"
+        return "HMAC signature" + (" or Bearer API key" if self._api_key else "")
+
+    def _page(self, request: RecordedRequest) -> _Response | None:
+        """The page for a GET of one of its paths, else None (the hub's routes answer).
+
+        Kept apart from the routes: no auth (a local dev tool), no fault, and not
+        logged, so tests asserting on ``requests`` never see it.
+        """
+        if not self.serve_page or request.method != "GET":
+            return None
+        kind = _PAGE_PATHS.get(self._local_path(request.path))
+        if kind is None:
+            return None
+        try:
+            state = self.page_state()
+            if kind == "json":  # ASCII-escaped: a lone surrogate in a value cannot break it
+                return _Response(200, json.dumps(state, indent=1).encode(), _PAGE_HEADERS)
+            text = page.render_page(state).encode("utf-8", "replace")
+            return _Response(200, text, _PAGE_HEADERS, "text/html; charset=utf-8")
+        except Exception as error:  # a bug in the page must not take the connection down
+            traceback.print_exc()
+            message = f"emulator page error: {error!r}".encode()
+            return _Response(500, message, _PAGE_HEADERS, "text/plain; charset=utf-8")
 
     # -- auth --------------------------------------------------------------
 
@@ -625,7 +704,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.hub._log(request)
             self._send(request, _error_response(error))
             return
-        response = self.server.hub._handle(request)
+        hub = self.server.hub
+        page_response = hub._page(request)
+        if page_response is not None:
+            self._send(request, page_response)
+            return
+        response = hub._handle(request)
         if response is None:
             self._drop(request)
         else:
@@ -655,6 +739,7 @@ class _Handler(BaseHTTPRequestHandler):
             lines.append("Connection: close")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         # logged first, so that a client holding the answer finds it in the log
+        request.response_body = payload
         request.status = status
         request.answered_at = time.monotonic()
         try:
