@@ -41,7 +41,7 @@ lint: venv
 test: lint
 	BIN=$(BIN) scripts/test_matrix.sh
 	$(BIN)/pytest -m packaging
-	PATH="$(PYENV_BINS)$$PATH" $(BIN)/tox run -e $(TOX_EDGES)
+	PATH="$(PYENV_BINS)$$PATH" $(BIN)/tox run -e $(TOX_EDGES) -- -m "not browser and not packaging"
 
 # The suite on SQLite only: the quick loop while developing.
 test-quick: venv

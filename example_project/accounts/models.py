@@ -39,6 +39,8 @@ class User(SuprsendProfileMixin, AbstractUser):
     suprsend_properties = {"name": "get_full_name", "plan": "plan"}
     suprsend_language_field = "language"
     suprsend_timezone_field = "timezone"
+    # What the push-token methods read, fetched per batch by suprsend_backfill.
+    suprsend_prefetch_related = ["devices"]
 
     def android_tokens(self) -> list[tuple[str, str]]:
         return [(device.token, "fcm") for device in self._devices(Device.Platform.ANDROID)]

@@ -1,0 +1,200 @@
+"""The demo as a newcomer runs it: ``python -m example_project.demo`` starts the hub
+emulator, a Celery worker and beat on the ``filesystem://`` broker and the development
+server, pushes the seeded users, and a user edited in the admin (a real browser) reaches
+the emulator's page through the outbox and the worker. Ctrl-C stops everything.
+
+Saves ``test-artifacts/demo-admin.png`` and ``demo-emulator.png`` (and the ones in
+``docs/`` with ``SUPRSEND_UPDATE_DOCS=1``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.browser import open_page, require_browser, save_screenshot
+
+pytestmark = [pytest.mark.slow, pytest.mark.workers]
+
+REPO = Path(__file__).resolve().parent.parent
+USERS = 60  # every 20th has a value SuprSend refuses
+PASSWORD = "demo password"
+START_TIMEOUT = 120.0
+SYNC_TIMEOUT = 20.0
+STOP_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (result := predicate()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.1)
+    return result
+
+
+@dataclass
+class RunningDemo:
+    process: subprocess.Popen[bytes]
+    output: Path
+    demo_dir: Path
+    port: int
+    hub_port: int
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def hub_url(self) -> str:
+        return f"http://127.0.0.1:{self.hub_port}/"
+
+    def said(self) -> str:
+        return self.output.read_text(errors="replace")
+
+    def hub_state(self) -> dict[str, Any]:
+        response = requests.get(f"{self.hub_url}_emulator/state.json", timeout=5)
+        response.raise_for_status()
+        return response.json()
+
+    def hub_profile(self, distinct_id: str) -> dict[str, Any] | None:
+        items = self.hub_state()["profiles"]["items"]
+        return next((p for p in items if p["distinct_id"] == distinct_id), None)
+
+    def sync_states(self) -> dict[str, int]:
+        with sqlite3.connect(self.demo_dir / "db.sqlite3") as db:
+            rows = db.execute(
+                "SELECT status, COUNT(*) FROM django_suprsend_syncstate GROUP BY status"
+            )
+            return dict(rows.fetchall())
+
+    def user_id(self, username: str) -> str:
+        with sqlite3.connect(self.demo_dir / "db.sqlite3") as db:
+            (pk,) = db.execute(
+                "SELECT id FROM accounts_user WHERE username = ?", (username,)
+            ).fetchone()
+        return str(pk)
+
+
+def demo_environment(demo_dir: Path) -> dict[str, str]:
+    """This machine's environment without the test suite's settings: the demo's defaults."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DATABASE_URL", "CELERY_", "SUPRSEND_", "DJANGO_"))
+    }
+    env["DEMO_DIR"] = str(demo_dir)
+    return env
+
+
+def port_closed(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    except OSError:
+        return True
+    return False
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDemo]:
+    demo_dir = tmp_path_factory.mktemp("demo")
+    output = demo_dir / "demo.out"
+    port, hub_port = free_port(), free_port()
+    argv = [sys.executable, "-m", "example_project.demo", "--port", str(port), "--hub-port",
+            str(hub_port), "--users", str(USERS), "--admin-password", PASSWORD]  # fmt: skip
+    with output.open("wb") as out:
+        process = subprocess.Popen(  # noqa: S603 - our own argv
+            argv, cwd=REPO, env=demo_environment(demo_dir), stdout=out, stderr=subprocess.STDOUT
+        )
+    running = RunningDemo(process, output, demo_dir, port, hub_port)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while "Ctrl-C stops everything" not in running.said():
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the demo did not start:\n{running.said()}")
+            time.sleep(0.2)
+        yield running
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)  # Ctrl-C
+            process.wait(STOP_TIMEOUT)
+
+
+def test_demo_pushes_the_seeded_users_and_shows_the_failures(demo: RunningDemo) -> None:
+    said = demo.said()
+    assert f"http://127.0.0.1:{demo.port}/admin/" in said
+    assert f"admin / {PASSWORD}" in said
+    assert demo.hub_url in said
+    # Every user reaches the hub (the valid values of the invalid ones too), the admin as well.
+    wait_for(lambda: demo.hub_state()["profiles"]["total"] == USERS + 1, SYNC_TIMEOUT, "profiles")
+    states = wait_for(
+        lambda: (s := demo.sync_states()) and sum(s.values()) == USERS + 1 and s, SYNC_TIMEOUT,
+        "a SyncState per profile",
+    )  # fmt: skip
+    assert states == {"synced": USERS + 1 - USERS // 20, "failed": USERS // 20}
+
+
+@pytest.mark.browser
+def test_user_edited_in_the_admin_reaches_the_emulator_page(demo: RunningDemo) -> None:
+    from playwright.sync_api import expect
+
+    require_browser()
+    wait_for(lambda: demo.hub_state()["profiles"]["total"] == USERS + 1, SYNC_TIMEOUT, "profiles")
+    with open_page(demo.admin_url) as page:
+        page.goto("/admin/")
+        page.fill("#id_username", "admin")
+        page.fill("#id_password", PASSWORD)
+        page.click("input[type=submit]")
+        page.goto("/admin/accounts/user/?is_staff__exact=0")
+        save_screenshot(page, "demo-admin", full_page=False)
+        page.locator("#result_list tbody tr th a").first.click()
+        distinct_id = demo.user_id(page.input_value("#id_username"))
+        full_name = f"Renamed {page.input_value('#id_last_name')}"
+        page.fill("#id_first_name", "Renamed")
+        page.fill("#id_phone", "+14155550123")
+        page.click("input[name=_save]")
+        expect(page.locator(".messagelist .success")).to_contain_text("was changed successfully")
+
+        # Through the outbox, the Celery worker and the hub: seconds, not a page reload.
+        profile = wait_for(
+            lambda: (
+                (p := demo.hub_profile(distinct_id))
+                and p["properties"].get("name") == full_name
+                and p
+            ),
+            SYNC_TIMEOUT,
+            f"profile {distinct_id} renamed in the emulator",
+        )
+        assert [entry["value"] for entry in profile["$sms"]] == ["+14155550123"]
+        page.goto(demo.hub_url)
+        expect(page.locator("body")).to_contain_text(full_name)
+        expect(page.locator("body")).to_contain_text("+14155550123")
+        save_screenshot(page, "demo-emulator", full_page=False)
+
+
+def test_ctrl_c_stops_every_process(demo: RunningDemo) -> None:
+    demo.process.send_signal(signal.SIGINT)
+    assert demo.process.wait(STOP_TIMEOUT) == 0, demo.said()
+    assert "Stopping" in demo.said()
+    assert port_closed(demo.port)
+    assert port_closed(demo.hub_port)
+    worker_log = (demo.demo_dir / "logs" / "celery-worker.log").read_text()
+    assert "Warm shutdown" in worker_log
