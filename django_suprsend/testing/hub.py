@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import heapq
 import hmac
 import json
 import re
@@ -436,10 +435,7 @@ class HubEmulator:
     def page_state(self) -> dict[str, Any]:
         """What the page shows, JSON-able: the newest profiles and requests, no credentials."""
         with self._lock:
-            # The store keeps one ISO timestamp format in UTC, so strings sort in time
-            # order; picking the newest this way avoids copying every profile per reload.
-            updated = self._store._updated
-            newest = heapq.nlargest(page.PROFILE_LIMIT, updated, key=updated.__getitem__)
+            newest = self._store.newest(page.PROFILE_LIMIT)
             profiles = [self._store.get(distinct_id) for distinct_id in newest]
             profile_total = len(self._store)
             recent = self._requests[-page.REQUEST_LIMIT :]

@@ -23,6 +23,7 @@ Semantics, applied in order within a record:
 from __future__ import annotations
 
 import copy
+import heapq
 import json
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
@@ -97,6 +98,14 @@ class ProfileStore:
 
     def __contains__(self, distinct_id: object) -> bool:
         return distinct_id in self._created
+
+    def newest(self, n: int) -> list[str]:
+        """The distinct_ids of the ``n`` profiles updated last, newest first.
+
+        Timestamps are ISO strings in UTC of one format, so they sort in time order;
+        this picks the newest without copying every profile.
+        """
+        return heapq.nlargest(n, self._updated, key=self._updated.__getitem__)
 
     # -- changes -----------------------------------------------------------
 
