@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: help venv demo test test-quick lint format tox bench clean
+.PHONY: help venv demo test test-quick lint format tox tox-edges bench clean
 
 help:
 	@echo "make demo   - set up and run the demo: hub emulator, Celery worker and beat, admin"
@@ -41,7 +41,7 @@ lint: venv
 test: lint
 	BIN=$(BIN) scripts/test_matrix.sh
 	$(BIN)/pytest -m packaging
-	PATH="$(PYENV_BINS)$$PATH" $(BIN)/tox run -e $(TOX_EDGES) -- -m "not browser and not packaging"
+	$(MAKE) tox-edges
 
 # The suite on SQLite only: the quick loop while developing.
 test-quick: venv
@@ -60,6 +60,10 @@ TOX_EDGES := py310-django52,py313-django61
 
 tox: venv
 	PATH="$(PYENV_BINS)$$PATH" $(BIN)/tox run-parallel --parallel-no-spinner
+
+# The browser and packaging tests run once, in the main environment (make test).
+tox-edges: venv
+	PATH="$(PYENV_BINS)$$PATH" $(BIN)/tox run -e $(TOX_EDGES) -- -m "not browser and not packaging"
 
 $(BIN)/.bench-installed: $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet -e ".[test,dev,bench]"

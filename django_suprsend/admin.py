@@ -539,14 +539,18 @@ class SuprsendAdminMixin(_ActionPermissions):
             return list_filter
         return (*list_filter, SuprsendStatusFilter)
 
-    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        actions = super().get_actions(request)
+    def get_actions(self, request: HttpRequest, action_location: Any = None) -> dict[str, Any]:
+        # Django 6.1 says where the actions show (the list or the change form); 5.2 knows
+        # no such argument. get_action() builds each in the form this Django expects, and
+        # none for the change form: these actions are for the list.
+        where = {} if action_location is None else {"action_location": action_location}
+        actions = super().get_actions(request, **where)
         if self.actions is None or IS_POPUP_VAR in request.GET:
             return actions
         for func in ACTIONS:
             if all(
                 getattr(self, f"has_{permission}_permission")(request)
                 for permission in func.allowed_permissions
-            ):
-                actions.setdefault(func.__name__, (func, func.__name__, func.short_description))
+            ) and (action := self.get_action(func, **where)):
+                actions.setdefault(func.__name__, action)
         return actions

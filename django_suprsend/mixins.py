@@ -24,6 +24,8 @@ import functools
 import logging
 import operator
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -52,6 +54,7 @@ __all__ = [
     "read_tracked",
     "remember",
     "source_field",
+    "untracked_loads",
 ]
 
 logger = logging.getLogger("django_suprsend")
@@ -61,6 +64,7 @@ SNAPSHOT_KEY = "_suprsend_snapshot"
 #: An update's change computed by ``save()`` before the write, for ``post_save`` to queue.
 PREPARED_KEY = "_suprsend_prepared"
 DEFAULT_ACTIVE_FIELD = "is_active"
+_snapshots: ContextVar[bool] = ContextVar("django_suprsend_snapshots", default=True)
 
 # Source kinds, in the order a change record lists their operations.
 PROPERTY, CHANNEL, SETTING, ACTIVE, DISTINCT_ID = (
@@ -467,6 +471,21 @@ def read_tracked(
     return values
 
 
+@contextmanager
+def untracked_loads() -> Iterator[None]:
+    """Rows loaded in this block (this thread or async task) get no snapshot.
+
+    For readers that only build full pushes and never save what they load
+    (the backfill): the snapshot is half the cost of loading a row. A save
+    of such an instance cannot tell what changed, so it sends every value.
+    """
+    token = _snapshots.set(False)
+    try:
+        yield
+    finally:
+        _snapshots.reset(token)
+
+
 def remember(instance: models.Model, values: Mapping[str, Any]) -> None:
     """Merge ``values`` into the snapshot: a new dict (copies of the instance keep theirs),
     and none when nothing changed (the common save)."""
@@ -560,14 +579,17 @@ class SuprsendProfileMixin(_Base):
 
     # -- Django integration
     @classmethod
-    def from_db(cls, db: str | None, field_names: Any, values: Any) -> Any:
+    def from_db(cls, db: str | None, field_names: Any, values: Any, **kwargs: Any) -> Any:
         """Load as Django does, then snapshot the tracked values (no query).
 
         From here rather than ``post_init``: only rows read from the database
         get a snapshot, so an instance built in Python is never taken for
-        the database's state.
+        the database's state. ``kwargs``: what newer Django passes on (``fetch_mode``
+        since 6.1).
         """
-        instance = super().from_db(db, field_names, values)
+        instance = super().from_db(db, field_names, values, **kwargs)
+        if not _snapshots.get():
+            return instance
         deferred = len(values) != len(cls._meta.concrete_fields)
         tracked = read_tracked(instance, mapping_for(cls), evaluate=() if deferred else EVERY)
         instance.__dict__[SNAPSHOT_KEY] = {slot: frozen(value) for slot, value in tracked.items()}
