@@ -10,6 +10,7 @@ Saves ``test-artifacts/demo-admin.png`` and ``demo-emulator.png`` (and the ones 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,9 @@ from typing import Any
 import pytest
 import requests
 
+from django_suprsend.testing import HubEmulator
 from tests.browser import open_page, require_browser, save_screenshot
+from tests.workers import broker_unreachable_reason
 
 pytestmark = [pytest.mark.slow, pytest.mark.workers]
 
@@ -34,6 +38,7 @@ PASSWORD = "demo password"
 START_TIMEOUT = 120.0
 SYNC_TIMEOUT = 20.0
 STOP_TIMEOUT = 30.0
+REDIS_URL = "redis://127.0.0.1:6379/14"  # not the worker tests' database
 
 
 def free_port() -> int:
@@ -113,16 +118,22 @@ def port_closed(port: int) -> bool:
     return False
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDemo]:
-    demo_dir = tmp_path_factory.mktemp("demo")
+@contextmanager
+def running_demo(
+    demo_dir: Path, *, users: int, env: dict[str, str] | None = None
+) -> Iterator[RunningDemo]:
+    """The demo started as a newcomer starts it; Ctrl-C on leaving if it still runs."""
     output = demo_dir / "demo.out"
     port, hub_port = free_port(), free_port()
     argv = [sys.executable, "-m", "example_project.demo", "--port", str(port), "--hub-port",
-            str(hub_port), "--users", str(USERS), "--admin-password", PASSWORD]  # fmt: skip
+            str(hub_port), "--users", str(users), "--admin-password", PASSWORD]  # fmt: skip
     with output.open("wb") as out:
         process = subprocess.Popen(  # noqa: S603 - our own argv
-            argv, cwd=REPO, env=demo_environment(demo_dir), stdout=out, stderr=subprocess.STDOUT
+            argv,
+            cwd=REPO,
+            env={**demo_environment(demo_dir), **(env or {})},
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     running = RunningDemo(process, output, demo_dir, port, hub_port)
     try:
@@ -136,6 +147,12 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDemo]:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)  # Ctrl-C
             process.wait(STOP_TIMEOUT)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDemo]:
+    with running_demo(tmp_path_factory.mktemp("demo"), users=USERS) as running:
+        yield running
 
 
 def test_demo_pushes_the_seeded_users_and_shows_the_failures(demo: RunningDemo) -> None:
@@ -198,3 +215,37 @@ def test_ctrl_c_stops_every_process(demo: RunningDemo) -> None:
     assert port_closed(demo.hub_port)
     worker_log = (demo.demo_dir / "logs" / "celery-worker.log").read_text()
     assert "Warm shutdown" in worker_log
+
+
+def test_the_environment_points_the_demo_at_a_real_hub_and_broker(tmp_path: Path) -> None:
+    """SUPRSEND_* and CELERY_BROKER_URL set: no emulator of its own, the named hub and broker."""
+    unreachable = broker_unreachable_reason(REDIS_URL)
+    if unreachable:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"the demo's broker test cannot run in CI: {unreachable}")
+        pytest.skip(f"the demo with Redis: {unreachable}")
+    key, secret = "ws_elsewhere_key", "ws_elsewhere_secret"
+    with HubEmulator(key, secret) as hub:
+        env = {
+            "SUPRSEND_BASE_URL": hub.url,
+            "SUPRSEND_WORKSPACE_KEY": key,
+            "SUPRSEND_WORKSPACE_SECRET": secret,
+            "CELERY_BROKER_URL": REDIS_URL,
+        }
+        with running_demo(tmp_path, users=5, env=env) as demo:
+            assert f"SuprSend hub:   {hub.url}" in demo.said()
+            assert not (tmp_path / "logs" / "hub-emulator.log").exists()
+            hub.wait_for(lambda h: len(h.profiles()) == 6, timeout=SYNC_TIMEOUT)
+            distinct_id = demo.user_id("admin")
+            rename = "from example_project.accounts.models import User; " + (
+                f"u = User.objects.get(pk={distinct_id}); u.first_name = 'Moved'; u.save()"
+            )
+            manage = [sys.executable, "example_project/manage.py", "shell", "-c", rename]
+            subprocess.run(  # noqa: S603 - our own argv
+                manage, cwd=REPO, env={**demo_environment(tmp_path), **env}, check=True
+            )
+            hub.wait_for(
+                lambda h: h.properties(distinct_id).get("name") == "Moved", timeout=SYNC_TIMEOUT
+            )
+            worker_log = (tmp_path / "logs" / "celery-worker.log").read_text()
+            assert re.search(r"Connected to redis://\S*127.0.0.1:6379/14", worker_log), worker_log
