@@ -1,10 +1,14 @@
 """The logic of ``manage.py suprsend_backfill``: push existing rows' full profiles, resumably.
 
 Rows are read in batches by keyset pagination on the primary key (never all
-at once); each batch's records are built by ``build_suprsend_profile()``
-(the code path of a first save) and sent with the shared client, or queued
-in the outbox (``via_workers``). After each batch whose records were all
-delivered or recorded as failed, a :class:`~django_suprsend.models.BackfillCheckpoint`
+at once), without the change-tracking snapshot; each batch's records are
+built by ``build_suprsend_profile()`` (the code path of a first save) and
+sent with the shared client, or queued in the outbox (``via_workers``).
+Sending is a pipeline: batch N+1 is read and built while batch N is on the
+wire (from a thread) and batch N-1's SyncStates are written (from another
+thread with its own connection, on PostgreSQL and MySQL outside a
+transaction). After each batch whose records were all delivered or recorded
+as failed, in order, a :class:`~django_suprsend.models.BackfillCheckpoint`
 remembers the last primary key, so a killed run resumes after it. A
 record's ``$insert_id`` is ``uuid5(run_id:distinct_id)``: a batch sent again
 after a kill is the same record to the hub.
@@ -12,30 +16,35 @@ after a kill is the same record to the hub.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import functools
 import hashlib
+import itertools
 import json
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from django.apps import apps
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
-from django.db import models, transaction
+from django.db import connections, models, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from . import outbox
+from .bulk import BulkResponse
 from .checks import profile_models
 from .client import SuprsendClient
 from .client_factory import get_client
 from .exceptions import SuprsendValidationError
-from .mixins import SuprsendProfileMixin, distinct_id_of, error_dict
+from .mixins import SuprsendProfileMixin, distinct_id_of, error_dict, untracked_loads
 from .models import BackfillCheckpoint, SyncState, SyncStatus
-from .operations import CHANNEL_KEYS, build_record, check_record_size
-from .sync_state import Outcome, record, refused, validation_message
+from .operations import CHANNEL_KEYS, build_record, check_record_size, name_insert_id
+from .sync_state import Outcome, record, record_synced, refused, validation_message
 
 __all__ = [
     "BackfillError",
@@ -51,6 +60,8 @@ __all__ = [
 INSERT_ID_NAMESPACE = uuid.UUID("8f3c4f52-6a0e-4b0c-9a55-5b1f2b7d0c11")
 SINCE_FIELDS = ("date_joined", "updated_at", "modified")
 INVALID_SHOWN = 10
+_In = TypeVar("_In")
+_Out = TypeVar("_Out")
 
 
 class BackfillError(Exception):
@@ -200,10 +211,14 @@ def queryset(model: type[models.Model], options: Options) -> models.QuerySet:
 
 
 def batches(qs: models.QuerySet, last_pk: Any, size: int) -> Iterator[list[models.Model]]:
-    """``qs`` in lists of ``size`` rows, after ``last_pk`` (keyset pagination on the pk)."""
+    """``qs`` in lists of ``size`` rows, after ``last_pk`` (keyset pagination on the pk).
+
+    The rows get no change-tracking snapshot: they are read only to build full pushes.
+    """
     while True:
         page = qs if last_pk is None else qs.filter(pk__gt=last_pk)
-        rows = list(page.order_by("pk")[:size])
+        with untracked_loads():
+            rows = list(page.order_by("pk")[:size])
         if not rows:
             return
         last_pk = rows[-1].pk
@@ -216,7 +231,7 @@ def batches(qs: models.QuerySet, last_pk: Any, size: int) -> Iterator[list[model
 
 
 def insert_id_for(run_id: str, distinct_id: str) -> str:
-    return str(uuid.uuid5(INSERT_ID_NAMESPACE, f"{run_id}:{distinct_id}"))
+    return name_insert_id(INSERT_ID_NAMESPACE, f"{run_id}:{distinct_id}")
 
 
 def _is_property_op(operation: dict[str, Any]) -> bool:
@@ -240,7 +255,7 @@ def filter_operations(
     return operations, errors
 
 
-@dataclass
+@dataclass(slots=True)
 class _Row:
     instance: models.Model
     distinct_id: str
@@ -249,56 +264,151 @@ class _Row:
     record: dict[str, Any] | None = None
 
 
+@dataclass
+class _Batch:
+    """One page of rows on its way: built, then sent (or queued), then recorded."""
+
+    rows: list[_Row]
+    last_pk: Any  # the page's last primary key: where the checkpoint moves once it is done
+    read: int  # rows read, before --only-failed
+    stats: Stats  # what happened to this batch's rows
+
+
+RecordBuilder = Callable[[str, list[dict[str, Any]]], dict[str, Any]]
+
+
+def _record_builder(client: SuprsendClient | None, run_id: str) -> RecordBuilder:
+    """Builds a row's record, with the ``$insert_id`` of this run (a dry run needs no client)."""
+    env, agent = ("", "") if client is None else (client.workspace_key, client.user_agent)
+
+    def build(distinct_id: str, operations: list[dict[str, Any]]) -> dict[str, Any]:
+        insert_id = insert_id_for(run_id, distinct_id)
+        return build_record(
+            distinct_id, operations, env=env, sdk_version=agent, insert_id=insert_id
+        )
+
+    return build
+
+
+def _row(instance: Any, options: Options) -> _Row | None:
+    """The row's full push (as its first save builds it), or None when it is skipped."""
+    if not instance.should_sync_to_suprsend():
+        return None
+    distinct_id = distinct_id_of(instance)
+    if distinct_id is None:
+        return None
+    operations, errors = filter_operations(*instance.build_suprsend_profile(), options)
+    if not operations and not errors:
+        return None
+    return _Row(instance, distinct_id, operations, list(errors))
+
+
 def _prepare(
-    rows: list[models.Model],
-    options: Options,
-    run_id: str,
-    client: SuprsendClient | None,
-    stats: Stats,
+    rows: list[models.Model], options: Options, build: RecordBuilder, stats: Stats
 ) -> list[_Row]:
-    """Build (and check the size of) each row's record; count the skipped rows."""
+    """Build each row's record; count the skipped rows.
+
+    A dry run checks each record's size here; a send leaves that to the client,
+    which reports a record too big as failed without sending it (as for the flush).
+    """
     prepared = []
     for instance in rows:
-        if not instance.should_sync_to_suprsend():  # type: ignore[attr-defined]
+        row = _row(instance, options)
+        if row is None:
             stats.skipped += 1
             continue
-        distinct_id = distinct_id_of(instance)  # type: ignore[arg-type]
-        if distinct_id is None:
-            stats.skipped += 1
-            continue
-        operations, errors = filter_operations(
-            *instance.build_suprsend_profile(),  # type: ignore[attr-defined]
-            options,
-        )
-        if not operations and not errors:
-            stats.skipped += 1
-            continue
-        row = _Row(instance, distinct_id, operations, list(errors))
-        if operations and not options.via_workers:
-            row.record = _build_record(client, distinct_id, operations, run_id)
-            try:
-                check_record_size(row.record)
-            except SuprsendValidationError as exc:
-                row.errors.append(error_dict(exc))
-                row.record = None
+        if row.operations and not options.via_workers:
+            row.record = build(row.distinct_id, row.operations)
+            if options.dry_run:
+                _check_size(row)
         prepared.append(row)
     return prepared
 
 
-def _build_record(
-    client: SuprsendClient | None, distinct_id: str, operations: list[dict[str, Any]], run_id: str
-) -> dict[str, Any]:
-    insert_id = insert_id_for(run_id, distinct_id)
-    if client is not None:
-        return client.build_record(distinct_id, operations, insert_id=insert_id)
-    # A dry run: no credentials needed.
-    return build_record(distinct_id, operations, env="", sdk_version="", insert_id=insert_id)
+def _check_size(row: _Row) -> None:
+    assert row.record is not None
+    try:
+        check_record_size(row.record)
+    except SuprsendValidationError as exc:
+        row.errors.append(error_dict(exc))
+        row.record = None
+
+
+def _built_batches(
+    qs: models.QuerySet, last_pk: Any, options: Options, build: RecordBuilder
+) -> Iterator[_Batch]:
+    """The selected rows, read page by page after ``last_pk``, with their records built."""
+    for rows in batches(qs, last_pk, options.batch_size):
+        batch = _Batch([], rows[-1].pk, len(rows), Stats())
+        if options.only_failed:
+            rows = _only_failed(rows, options.database)
+        batch.stats.rows = len(rows)
+        batch.rows = _prepare(rows, options, build, batch.stats)
+        yield batch
+
+
+def _only_failed(rows: list[models.Model], using: str) -> list[models.Model]:
+    ids = {row.pk: distinct_id_of(row) for row in rows}  # type: ignore[arg-type]
+    failed = _failed_ids([d for d in ids.values() if d is not None], using)
+    return [row for row in rows if ids[row.pk] in failed]
 
 
 # -- sending ------------------------------------------------------------------------
 
 
-def _entry(row: _Row, content_type_id: int, attempts: int) -> outbox.Entry:
+class _Stage(Generic[_In, _Out]):
+    """One step of the run, done for one item at a time while the caller goes on.
+
+    ``swap(item)`` waits for the item in flight, starts ``item`` and returns the
+    finished item's result: the caller builds the next item meanwhile, items go
+    in order, and an item whose step raises stops the run before the next one
+    starts. Without ``thread_name`` the step runs at once in the caller's thread.
+    ``cleanup`` runs last in the worker thread (to close its database connections).
+    """
+
+    def __init__(
+        self,
+        step: Callable[[_In], _Out],
+        thread_name: str | None,
+        cleanup: Callable[[], None] | None = None,
+    ) -> None:
+        self._step = step
+        self._cleanup = cleanup
+        self._pool = None if thread_name is None else ThreadPoolExecutor(1, thread_name)
+        self._in_flight: Future[_Out] | None = None
+
+    def swap(self, item: _In | None) -> _Out | None:
+        in_flight, self._in_flight = self._in_flight, None
+        result = None if in_flight is None else in_flight.result()
+        if item is not None:
+            self._in_flight = self._start(item)
+        return result
+
+    def _start(self, item: _In) -> Future[_Out]:
+        if self._pool is not None:
+            return self._pool.submit(self._step, item)
+        future: Future[_Out] = Future()
+        future.set_result(self._step(item))
+        return future
+
+    def close(self) -> None:
+        """Let the item in flight finish (it may already be on the wire), then end the thread."""
+        if self._pool is None:
+            return
+        if self._cleanup is not None:
+            self._pool.submit(self._cleanup)
+        self._pool.shutdown(wait=True)
+
+
+Sent = tuple[_Batch, BulkResponse | None]  # a batch and what the hub answered for it
+
+
+def _send(client: SuprsendClient, batch: _Batch) -> Sent:
+    records = [row.record for row in batch.rows if row.record is not None]
+    return batch, client.send_records(records) if records else None
+
+
+def _entry(row: _Row, content_type_id: int) -> outbox.Entry:
     """A stand-in outbox entry, so that :func:`sync_state.record` can write the outcome."""
     return outbox.Entry(
         id=0,
@@ -308,67 +418,111 @@ def _entry(row: _Row, content_type_id: int, attempts: int) -> outbox.Entry:
         errors=[],
         content_type_id=content_type_id,
         object_id=str(row.instance.pk),
-        attempts=attempts,
+        attempts=1,
         insert_id="",
     )
 
 
-def _send(
-    client: SuprsendClient, prepared: list[_Row], content_type_id: int, stats: Stats, using: str
+def _failed(row: _Row, failure: dict[str, Any] | None, content_type_id: int) -> Outcome:
+    """The outcome of a row not delivered whole (``failure``: the hub's, if it was not sent)."""
+    entries = [_entry(row, content_type_id)]
+    if failure is None:
+        # Refused values: the valid ones (if any) went, the profile is failed until fixed.
+        return refused(entries, row.errors, row.record, delivered=row.record is not None)
+    error = str(failure["error"])
+    failed_record = {"record": failure["record"], "error": error, "code": failure["code"]}
+    return Outcome(
+        entries, SyncStatus.FAILED, error=error, code=failure["code"], failed_record=failed_record
+    )
+
+
+def _recorder(
+    content_type_id: int, checkpoint: BackfillCheckpoint | None, using: str
+) -> Callable[[Sent], _Batch]:
+    """Records a sent batch, then moves the checkpoint past it."""
+
+    def record_batch(sent: Sent) -> _Batch:
+        batch, response = sent
+        _record_sent(batch, response, content_type_id, using)
+        _advance(checkpoint, batch, using)
+        return batch
+
+    return record_batch
+
+
+def _record_sent(
+    batch: _Batch, response: BulkResponse | None, content_type_id: int, using: str
 ) -> None:
-    """Send the batch's records and record every row's outcome on its SyncState."""
-    to_send = [row.record for row in prepared if row.record is not None]
-    response = client.send_records(to_send) if to_send else None
+    """Record every row's outcome on its SyncState and count it."""
     failures = {}
     if response is not None:
         failures = {f["record"].get("$insert_id"): f for f in response.failed_records}
-    outcomes = []
-    for row in prepared:
+    synced, failed = [], []
+    for row in batch.rows:
         failure = None if row.record is None else failures.get(row.record["$insert_id"])
-        if row.record is not None and failure is None:
-            if not row.errors:
-                stats.sent += 1
-                outcomes.append(
-                    Outcome([_entry(row, content_type_id, 0)], SyncStatus.SYNCED, delivered=True)
-                )
-                continue
-            # The valid values went; the refused ones make the profile failed until fixed.
-            stats.failed += 1
-            entries = [_entry(row, content_type_id, 1)]
-            outcomes.append(refused(entries, row.errors, row.record, delivered=True))
-            continue
-        stats.failed += 1
-        if failure is None:  # nothing valid to send
-            entries = [_entry(row, content_type_id, 1)]
-            outcomes.append(refused(entries, row.errors, delivered=False))
-            continue
-        error = str(failure["error"])
-        outcomes.append(
-            Outcome(
-                [_entry(row, content_type_id, 1)],
-                SyncStatus.FAILED,
-                error=error,
-                code=failure["code"],
-                failed_record={
-                    "record": failure["record"],
-                    "error": error,
-                    "code": failure["code"],
-                },
-            )
-        )
-    record(outcomes, using=using)
+        if row.record is not None and failure is None and not row.errors:
+            synced.append((row.distinct_id, content_type_id, str(row.instance.pk)))
+        else:
+            failed.append(_failed(row, failure, content_type_id))
+    batch.stats.sent += len(synced)
+    batch.stats.failed += len(failed)
+    record_synced(synced, using=using)
+    record(failed, using=using)
 
 
-def _queue(prepared: list[_Row], stats: Stats, using: str) -> None:
+def _send_all(
+    built: Iterator[_Batch],
+    client: SuprsendClient,
+    record_batch: Callable[[Sent], _Batch],
+    using: str,
+    done: Callable[[_Batch], None],
+) -> None:
+    """Send and record batch after batch, in order, each step while the next batch is built.
+
+    Batch N+1 is read and built while batch N is on the wire and batch N-1's
+    SyncStates are written: at most one batch in each step. The sending thread
+    only speaks HTTP; the recording one (see :func:`_records_in_thread`) has its
+    own database connection, which it closes at the end.
+    """
+    sender = _Stage(functools.partial(_send, client), "suprsend-backfill-send")
+    in_thread = _records_in_thread(using)
+    recorder = _Stage(
+        record_batch,
+        "suprsend-backfill-record" if in_thread else None,
+        cleanup=connections.close_all,
+    )
+    with contextlib.closing(sender), contextlib.closing(recorder):
+        for batch in itertools.chain(built, [None]):
+            recorded = recorder.swap(sender.swap(batch))
+            if recorded is not None:
+                done(recorded)
+        recorded = recorder.swap(None)
+        if recorded is not None:
+            done(recorded)
+
+
+def _records_in_thread(using: str) -> bool:
+    """Whether SyncStates are written from a thread of their own.
+
+    Not inside a transaction (the writes must stay in it, where the checkpoint
+    row may not even be visible to another connection), nor on SQLite, whose
+    writers lock out each other and which runs in this process anyway.
+    """
+    connection = connections[using]
+    return connection.vendor != "sqlite" and not connection.in_atomic_block
+
+
+def _queue(batch: _Batch, using: str) -> None:
     """Queue the batch in the outbox (the workers send it and keep the SyncStates)."""
-    items = [(row.distinct_id, row.operations, row.errors, row.instance) for row in prepared]
+    items = [(row.distinct_id, row.operations, row.errors, row.instance) for row in batch.rows]
     outbox.enqueue_many(items, using=using)
-    stats.sent += len(items)
+    batch.stats.sent += len(items)
 
 
-def _validate(prepared: list[_Row], stats: Stats) -> None:
+def _validate(batch: _Batch) -> None:
     """Dry run: count what would go, keep the first invalid rows with their messages."""
-    for row in prepared:
+    stats = batch.stats
+    for row in batch.rows:
         if not row.errors:
             stats.sent += 1
             continue
@@ -436,9 +590,6 @@ def run(
     qs = queryset(model, options)
     using = options.database
     stats = Stats()
-    content_type_id = (
-        ContentType.objects.db_manager(using).get_for_model(model, for_concrete_model=False).pk
-    )
     checkpoint = None
     last_pk = None
     run_id = uuid.uuid4().hex
@@ -450,32 +601,29 @@ def run(
             stats.resumed_after = checkpoint.last_pk
         if not options.via_workers and client is None:
             client = get_client()
-    for rows in batches(qs, last_pk, options.batch_size):
-        read = len(rows)
-        batch_last = rows[-1].pk
-        if options.only_failed:
-            failed = _failed_ids(
-                [d for row in rows if (d := distinct_id_of(row)) is not None],  # type: ignore[arg-type]
-                using,
-            )
-            rows = [row for row in rows if distinct_id_of(row) in failed]  # type: ignore[arg-type]
-        stats.rows += len(rows)
-        before = (stats.sent, stats.failed, stats.skipped)
-        prepared = _prepare(rows, options, run_id, client, stats)
-        del rows
-        if options.dry_run:
-            _validate(prepared, stats)
-        elif options.via_workers:
-            with transaction.atomic(using=using):
-                _queue(prepared, stats, using)
-                _advance(checkpoint, batch_last, stats, before, using)
-        else:
-            assert client is not None
-            _send(client, prepared, content_type_id, stats, using)
-            _advance(checkpoint, batch_last, stats, before, using)
-        del prepared
+
+    def done(batch: _Batch) -> None:
+        stats.add(batch.stats)
         if progress is not None:
-            progress(read, stats)
+            progress(batch.read, stats)
+
+    built = _built_batches(qs, last_pk, options, _record_builder(client, run_id))
+    if options.dry_run:
+        for batch in built:
+            _validate(batch)
+            done(batch)
+    elif options.via_workers:
+        for batch in built:
+            with transaction.atomic(using=using):
+                _queue(batch, using)
+                _advance(checkpoint, batch, using)
+            done(batch)
+    else:
+        assert client is not None
+        manager = ContentType.objects.db_manager(using)
+        content_type_id = manager.get_for_model(model, for_concrete_model=False).pk
+        record_batch = _recorder(content_type_id, checkpoint, using)
+        _send_all(built, client, record_batch, using, done)
     if checkpoint is not None:
         now = timezone.now()
         checkpoint.finished_at = checkpoint.updated_at = now
@@ -483,20 +631,14 @@ def run(
     return stats
 
 
-def _advance(
-    checkpoint: BackfillCheckpoint | None,
-    last_pk: Any,
-    stats: Stats,
-    before: tuple[int, int, int],
-    using: str,
-) -> None:
+def _advance(checkpoint: BackfillCheckpoint | None, batch: _Batch, using: str) -> None:
     """Move the checkpoint past a batch whose every row was delivered or recorded as failed."""
     if checkpoint is None:
         return
-    checkpoint.last_pk = str(last_pk)
-    checkpoint.sent += stats.sent - before[0]
-    checkpoint.failed += stats.failed - before[1]
-    checkpoint.skipped += stats.skipped - before[2]
+    checkpoint.last_pk = str(batch.last_pk)
+    checkpoint.sent += batch.stats.sent
+    checkpoint.failed += batch.stats.failed
+    checkpoint.skipped += batch.stats.skipped
     checkpoint.updated_at = timezone.now()
     checkpoint.save(
         using=using, update_fields=["last_pk", "sent", "failed", "skipped", "updated_at"]

@@ -77,6 +77,12 @@ PROPERTY, CHANNEL, SETTING, ACTIVE, DISTINCT_ID = (
 # Channels whose tuple value is one (token, provider[, bundle_id]) value, not several values.
 _ARITY = {"$androidpush": 3, "$iospush": 3, "$webpush": 2}
 _SETTERS = {"$preferred_language": "set_preferred_language", "$timezone": "set_timezone"}
+# ("add", "$email") -> "add_email": the ProfileEdit method of each verb and channel.
+_CHANNEL_METHODS = {
+    (verb, channel): f"{verb}_{channel[1:]}"
+    for verb in ("add", "remove")
+    for channel in CHANNEL_KEYS
+}
 
 
 class _Missing:
@@ -315,6 +321,11 @@ def channel_values(channel: str, value: Any) -> list[Any]:
     ``(token, provider[, bundle_id])`` value; any other iterable (list,
     set, queryset, generator) holds several values.
     """
+    # The usual shapes first: this runs for every channel of every full push.
+    if value.__class__ is str:
+        return [value] if value else []
+    if value.__class__ is list:
+        return [item for item in value if not is_empty(item)]
     if is_empty(value):
         return []
     if isinstance(value, (str, bytes, dict)) or (isinstance(value, tuple) and channel in _ARITY):
@@ -382,7 +393,8 @@ class EditBuilder:
             except SuprsendValidationError as exc:
                 self.errors.append(error_dict(exc))
         if valid:
-            self._call("set", valid)
+            # Each key and value is checked above as ProfileEdit.set() checks them.
+            self.edit.operations.append({"$set": valid})
 
     def unset(self, keys: list[str]) -> None:
         if keys:
@@ -395,7 +407,7 @@ class EditBuilder:
         except SuprsendValidationError as exc:
             self.errors.append(error_dict(exc))
             return
-        self._call(f"{verb}_{channel[1:]}", *args)
+        self._call(_CHANNEL_METHODS[verb, channel], *args)
 
     def setting(self, key: str, value: Any) -> None:
         """Set ``$preferred_language`` or ``$timezone`` (a ``ZoneInfo`` is sent by its key)."""

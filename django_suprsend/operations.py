@@ -10,9 +10,11 @@ records into requests under the SDK's limits.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from json import encoder as _encoder
 from typing import Any
@@ -33,6 +35,7 @@ __all__ = [
     "check_record_size",
     "dumps",
     "iter_chunks",
+    "name_insert_id",
     "new_insert_id",
     "record_size",
 ]
@@ -102,8 +105,20 @@ def dumps(obj: Any) -> str:
 
 def new_insert_id() -> str:
     """A random UUID4 string, like ``str(uuid.uuid4())`` at less than half the cost."""
-    h = os.urandom(16).hex()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+    return _uuid_text(os.urandom(16).hex(), "4")
+
+
+def name_insert_id(namespace: uuid.UUID, name: str) -> str:
+    """``str(uuid.uuid5(namespace, name))`` at a third of the cost (no UUID object)."""
+    # SHA-1 because UUID version 5 is defined with it (not for security).
+    digest = hashlib.sha1(namespace.bytes + name.encode(), usedforsecurity=False)
+    return _uuid_text(digest.hexdigest(), "5")
+
+
+def _uuid_text(h: str, version: str) -> str:
+    """The UUID of ``version`` and the RFC 4122 variant made of the hex digits ``h``."""
+    variant = "89ab"[int(h[16], 16) & 3]
+    return f"{h[:8]}-{h[8:12]}-{version}{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}"
 
 
 def record_size(record: dict) -> int:

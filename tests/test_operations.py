@@ -458,3 +458,9 @@ def test_dumps_matches_json_dumps_and_still_reports_cycles():
     cycle.append(cycle)
     with pytest.raises(ValueError, match="Circular reference"):
         dumps(cycle)
+
+
+def test_name_insert_id_is_uuid5() -> None:
+    namespace = uuid.UUID("8f3c4f52-6a0e-4b0c-9a55-5b1f2b7d0c11")
+    for name in ["", "run:1", "0f3e:user@example.com", "run:é☃", "x" * 300]:
+        assert operations.name_insert_id(namespace, name) == str(uuid.uuid5(namespace, name))
