@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -16,6 +17,8 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 import requests
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from django_suprsend import signing
 from django_suprsend.testing import HubEmulator, RecordedRequest
@@ -26,6 +29,7 @@ from django_suprsend.testing.records import (
     check_limits,
     parse_event_body,
     record_size,
+    size_bound,
 )
 from tests import vectors
 
@@ -341,18 +345,56 @@ def test_event_request_size_limit(hub):
     assert "819201 bytes" in response.json()["message"]
 
 
-def test_check_limits_uses_raw_lengths_only_as_a_safe_bound():
+def test_check_limits_uses_raw_texts_only_as_a_safe_bound():
     text = json.dumps([padded("a", 2000)], ensure_ascii=False, separators=(",", ":")).encode()
-    records, lengths = parse_event_body(text)
-    assert lengths is not None
-    check_limits(records, lengths)  # 5 x raw length is within the record limit
-    records, lengths = parse_event_body(encode([padded("b", MAX_RECORD_BYTES + 1)]))
+    records, texts = parse_event_body(text)
+    assert texts is not None
+    check_limits(records, texts)  # well within the record limit
+    records, texts = parse_event_body(encode([padded("b", MAX_RECORD_BYTES + 1)]))
     with pytest.raises(HubError, match="10241 bytes"):
-        check_limits(records, lengths)
+        check_limits(records, texts)
+
+
+def test_numbers_that_grow_when_reserialised_are_sized_exactly():
+    # 1e15 is 4 characters as sent and 18 bytes as the SDK counts it.
+    numbers = record("n", {"$add": {f"k{i}": 1e15 for i in range(400)}})
+    text = json.dumps([numbers], separators=(",", ":")).replace("1000000000000000.0", "1e15")
+    assert len(text) < MAX_RECORD_BYTES < record_size(numbers)
+    records, texts = parse_event_body(text.encode())
+    assert texts is not None
+    assert size_bound(texts[0]) >= record_size(numbers)
+    with pytest.raises(HubError, match=f"{record_size(numbers)} bytes"):
+        check_limits(records, texts)
+
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    value=_json_values,
+    separators=st.sampled_from([(",", ":"), (", ", ": "), (" , ", " : ")]),
+    ensure_ascii=st.booleans(),
+)
+def test_size_bound_is_never_below_the_sdk_size(value, separators, ensure_ascii):
+    text = json.dumps(value, separators=separators, ensure_ascii=ensure_ascii)
+    # Exponents as short as they can be written, the worst case of growth.
+    text = re.sub(r"(\d)\.0e", r"\1e", text)
+    assert size_bound(text) >= record_size(json.loads(text))
 
 
 def test_parse_event_body_shapes():
-    assert parse_event_body(b' [ {"a": 1} , 2 ] ') == ([{"a": 1}, 2], [8, 1])
+    assert parse_event_body(b' [ {"a": 1} , 2 ] ') == ([{"a": 1}, 2], ['{"a": 1}', "2"])
     assert parse_event_body(b'{"a": 1}') == ([{"a": 1}], None)
     assert parse_event_body(b"[]") == ([], None)
 

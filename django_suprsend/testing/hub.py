@@ -547,9 +547,9 @@ class HubEmulator:
     def _post_event(
         self, request: RecordedRequest, match: re.Match[str], envs: frozenset[str]
     ) -> _Response:
-        records, raw_lengths = parse_event_body(request.body)
+        records, raw_texts = parse_event_body(request.body)
         request.record_count = len(records)
-        check_limits(records, raw_lengths)
+        check_limits(records, raw_texts)
         check_records(records, envs)
         self._check_reject_rules(records)
         now = utc_now()

@@ -23,11 +23,18 @@ from django_suprsend.testing.profiles import (
 MAX_RECORDS = 400
 MAX_BATCH_BYTES = 800 * 1024
 MAX_RECORD_BYTES = 10 * 1024
-#: Re-serialising JSON text the SDK's way never makes it more than this many
-#: times longer, counted as UTF-8 bytes out per character in: a number such as
-#: ``1e15`` (4 chars) grows to ``1000000000000000.0`` (18 bytes), a separator
-#: to at most 2 bytes, a string character to at most 4; escapes only shrink.
-_MAX_GROWTH = 5
+# Re-serialising a record's JSON text the SDK's way (``json.dumps(record,
+# ensure_ascii=False)``) only keeps or loses bytes (escapes, white space,
+# trailing zeros, duplicate keys), but for three things: each ``,`` and ``:``
+# may gain the space after it; a float with an exponent may grow by 21 bytes
+# at most (``1e5`` is 3 characters, a float's repr at most 24); one written
+# without, by 5 at most (it grows only from 1e16 up, 19 characters or more).
+# A digit followed by ``e``, ``E`` or ``.`` is counted wherever it stands,
+# strings included (a UUID's "3e"): a few C calls, where a regular expression
+# that finds only numbers costs more than re-serialising.
+_EXPONENT_GROWTH = 21
+_POINT_GROWTH = 5
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
 
 
 class HubError(Exception):
@@ -69,12 +76,12 @@ def parse_json(body: bytes) -> Any:
         raise HubError(400, f"body is not valid JSON: {error}") from None
 
 
-def parse_event_body(body: bytes) -> tuple[list[Any], list[int] | None]:
+def parse_event_body(body: bytes) -> tuple[list[Any], list[str] | None]:
     """The records of an ``event/`` body (one object or an array), parsed once.
 
-    For an array, also the length in characters of each record's JSON text,
-    which lets ``check_limits`` skip re-serialising records that cannot be
-    near a limit; None where the body has another shape.
+    For an array, also each record's JSON text as sent, which lets
+    ``check_limits`` skip re-serialising records that cannot be near a limit;
+    None where the body has another shape.
     """
     try:
         return _split_array(body.decode())
@@ -83,17 +90,17 @@ def parse_event_body(body: bytes) -> tuple[list[Any], list[int] | None]:
         return (payload if isinstance(payload, list) else [payload]), None
 
 
-def _split_array(text: str) -> tuple[list[Any], list[int]]:
+def _split_array(text: str) -> tuple[list[Any], list[str]]:
     opening = _skip_whitespace(text, 0).end()
     if text[opening] != "[":
         raise ValueError("not an array")
     records: list[Any] = []
-    lengths: list[int] = []
+    texts: list[str] = []
     index = _skip_whitespace(text, opening + 1).end()
     while True:
         record, end = _scan_value(text, index)
         records.append(record)
-        lengths.append(end - index)
+        texts.append(text[index:end])
         separator = _separator(text, end)
         if separator is None:
             raise ValueError("expected ',' or ']'")
@@ -102,7 +109,7 @@ def _split_array(text: str) -> tuple[list[Any], list[int]]:
             break
     if index != len(text):
         raise ValueError("extra data")
-    return records, lengths
+    return records, texts
 
 
 def record_size(record: Any) -> int:
@@ -126,21 +133,30 @@ def describe(index: int, record: Any) -> str:
     return f"record {index} (distinct_id {distinct_id!r})"
 
 
-def check_limits(records: Sequence[Any], raw_lengths: Sequence[int] | None = None) -> None:
+def size_bound(text: str) -> int:
+    """At least ``record_size()`` of the record whose JSON text (as sent) this is."""
+    data = text.encode("utf-8", "surrogatepass")
+    marks = data.translate(_DIGITS_AS_ZERO)
+    exponents = marks.count(b"0e") + marks.count(b"0E")
+    growth = data.count(b",") + data.count(b":") + _POINT_GROWTH * marks.count(b"0.")
+    return len(data) + growth + _EXPONENT_GROWTH * exponents
+
+
+def check_limits(records: Sequence[Any], raw_texts: Sequence[str] | None = None) -> None:
     """413 for more than 400 records, one over 10,240 bytes or a sum over 819,200.
 
-    Sizes are those of the SDK (each record's own ``json.dumps``); when
-    ``raw_lengths`` shows that no limit can be reached, they are not computed.
+    Sizes are those of the SDK (each record's own ``json.dumps``); when the
+    records' ``raw_texts`` show that no limit can be reached, they are not
+    computed (re-serialising costs more than parsing).
     """
     if len(records) > MAX_RECORDS:
         raise HubError(
             413, f"{len(records)} records in one request; at most {MAX_RECORDS} are accepted"
         )
-    if raw_lengths is not None and (
-        max(raw_lengths, default=0) * _MAX_GROWTH <= MAX_RECORD_BYTES
-        and sum(raw_lengths) * _MAX_GROWTH <= MAX_BATCH_BYTES
-    ):
-        return
+    if raw_texts is not None:
+        bounds = [size_bound(text) for text in raw_texts]
+        if max(bounds, default=0) <= MAX_RECORD_BYTES and sum(bounds) <= MAX_BATCH_BYTES:
+            return
     sizes = [record_size(record) for record in records]
     oversize = [i for i, size in enumerate(sizes) if size > MAX_RECORD_BYTES]
     if oversize:
