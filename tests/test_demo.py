@@ -237,15 +237,28 @@ def test_the_environment_points_the_demo_at_a_real_hub_and_broker(tmp_path: Path
             assert not (tmp_path / "logs" / "hub-emulator.log").exists()
             hub.wait_for(lambda h: len(h.profiles()) == 6, timeout=SYNC_TIMEOUT)
             distinct_id = demo.user_id("admin")
-            rename = "from example_project.accounts.models import User; " + (
-                f"u = User.objects.get(pk={distinct_id}); u.first_name = 'Moved'; u.save()"
-            )
-            manage = [sys.executable, "example_project/manage.py", "shell", "-c", rename]
-            subprocess.run(  # noqa: S603 - our own argv
-                manage, cwd=REPO, env={**demo_environment(tmp_path), **env}, check=True
-            )
+
+            def shell(code: str) -> None:
+                manage = [sys.executable, "example_project/manage.py", "shell", "-c", code]
+                subprocess.run(  # noqa: S603 - our own argv
+                    manage, cwd=REPO, env={**demo_environment(tmp_path), **env}, check=True
+                )
+
+            models = "from example_project.accounts.models import Device, User; "
+            user = f"u = User.objects.get(pk={distinct_id}); "
+            shell(models + user + "u.first_name = 'Moved'; u.save()")
             hub.wait_for(
                 lambda h: h.properties(distinct_id).get("name") == "Moved", timeout=SYNC_TIMEOUT
+            )
+            # Push tokens live in Device rows: a new one is pushed, a deleted one removed.
+            shell(models + user + "Device.objects.create(user=u, platform='ios', token='t-new')")
+            hub.wait_for(
+                lambda h: h.channel_values(distinct_id, "$iospush") == ["t-new"],
+                timeout=SYNC_TIMEOUT,
+            )
+            shell(models + "Device.objects.get(token='t-new').delete()")
+            hub.wait_for(
+                lambda h: h.channel_values(distinct_id, "$iospush") == [], timeout=SYNC_TIMEOUT
             )
             worker_log = (tmp_path / "logs" / "celery-worker.log").read_text()
             assert re.search(r"Connected to redis://\S*127.0.0.1:6379/14", worker_log), worker_log
