@@ -279,13 +279,14 @@ RecordBuilder = Callable[[str, list[dict[str, Any]]], dict[str, Any]]
 
 def _record_builder(client: SuprsendClient | None, run_id: str) -> RecordBuilder:
     """Builds a row's record, with the ``$insert_id`` of this run (a dry run needs no client)."""
-    env, agent = ("", "") if client is None else (client.workspace_key, client.user_agent)
 
     def build(distinct_id: str, operations: list[dict[str, Any]]) -> dict[str, Any]:
         insert_id = insert_id_for(run_id, distinct_id)
-        return build_record(
-            distinct_id, operations, env=env, sdk_version=agent, insert_id=insert_id
-        )
+        if client is None:
+            return build_record(
+                distinct_id, operations, env="", sdk_version="", insert_id=insert_id
+            )
+        return client.build_record(distinct_id, operations, insert_id=insert_id)
 
     return build
 
@@ -492,13 +493,11 @@ def _send_all(
         cleanup=connections.close_all,
     )
     with contextlib.closing(sender), contextlib.closing(recorder):
-        for batch in itertools.chain(built, [None]):
+        # Two Nones after the last batch: one drains the sender, the next the recorder.
+        for batch in itertools.chain(built, [None, None]):
             recorded = recorder.swap(sender.swap(batch))
             if recorded is not None:
                 done(recorded)
-        recorded = recorder.swap(None)
-        if recorded is not None:
-            done(recorded)
 
 
 def _records_in_thread(using: str) -> bool:

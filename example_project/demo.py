@@ -183,14 +183,13 @@ def prepare_database(args: argparse.Namespace) -> None:
 def backfill() -> int:
     """Push every user to the hub (a new emulator holds nothing); the exit status."""
     from django.core.management import call_command
+    from django.db import connections
 
     try:
         call_command("suprsend_backfill", "--restart")
     except SystemExit as exit_:
         return int(exit_.code or 0)
     finally:
-        from django.db import connections
-
         connections.close_all()
     return 0
 
