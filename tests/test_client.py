@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import socket
 
 import pytest
 import requests
@@ -23,6 +22,7 @@ from django_suprsend.exceptions import (
 from django_suprsend.operations import ProfileEdit
 from django_suprsend.retry import RetryPolicy
 from django_suprsend.testing import HubEmulator
+from tests.local import closed_port_url
 
 KEY, SECRET, API_KEY = "ws_test_key", "ws_test_secret", "api_test_key"
 FAST = RetryPolicy(max_attempts=4, max_elapsed=10.0, backoff_base=0.01, backoff_max=0.05)
@@ -59,12 +59,6 @@ def failed_ids(response) -> list[str]:
 def assert_statuses(hub: HubEmulator, expected: list[int | None]) -> None:
     """The hub answered these statuses, in order (it notes each just after answering)."""
     hub.wait_for(lambda h: [r.status for r in h.requests] == expected, timeout=5)
-
-
-def closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}/"
 
 
 # -- delivery ------------------------------------------------------------------------

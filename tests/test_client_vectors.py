@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import socket
 from collections.abc import Callable
 
 import pytest
@@ -20,6 +19,7 @@ from django_suprsend.bulk import BulkResponse
 from django_suprsend.client import SuprsendClient
 from django_suprsend.operations import ProfileEdit, dumps
 from tests.capture import Recorded, RecordingServer, sdk_headers, user_of, vector_client
+from tests.local import closed_port_url
 from tests.vectors import FIXED_TIME_MS, cases, fixed_insert_id
 
 
@@ -154,13 +154,6 @@ BULK_EDITS: dict[str, Callable[[], list[ProfileEdit]]] = {
     "bulk_empty": list,
     "bulk_connection_error": dead_users,
 }
-
-
-def closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/"
 
 
 def chunk_summary(sent: Recorded) -> dict:

@@ -17,7 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +28,8 @@ import requests
 
 from django_suprsend.testing import HubEmulator
 from tests.browser import open_page, require_browser, save_screenshot
-from tests.workers import broker_unreachable_reason
+from tests.local import environment_without, free_port
+from tests.workers import broker_unreachable_reason, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.workers]
 
@@ -39,21 +40,6 @@ START_TIMEOUT = 120.0
 SYNC_TIMEOUT = 20.0
 STOP_TIMEOUT = 30.0
 REDIS_URL = "redis://127.0.0.1:6379/14"  # not the worker tests' database
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := predicate()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.1)
-    return result
 
 
 @dataclass
@@ -101,13 +87,7 @@ class RunningDemo:
 
 def demo_environment(demo_dir: Path) -> dict[str, str]:
     """This machine's environment without the test suite's settings: the demo's defaults."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("DATABASE_URL", "CELERY_", "SUPRSEND_", "DJANGO_"))
-    }
-    env["DEMO_DIR"] = str(demo_dir)
-    return env
+    return {**environment_without(), "DEMO_DIR": str(demo_dir)}
 
 
 def port_closed(port: int) -> bool:
@@ -161,8 +141,8 @@ def test_demo_pushes_the_seeded_users_and_shows_the_failures(demo: RunningDemo) 
     assert f"admin / {PASSWORD}" in said
     assert demo.hub_url in said
     # Every user reaches the hub (the valid values of the invalid ones too), the admin as well.
-    wait_for(lambda: demo.hub_state()["profiles"]["total"] == USERS + 1, SYNC_TIMEOUT, "profiles")
-    states = wait_for(
+    wait_until(lambda: demo.hub_state()["profiles"]["total"] == USERS + 1, SYNC_TIMEOUT, "profiles")
+    states = wait_until(
         lambda: (s := demo.sync_states()) and sum(s.values()) == USERS + 1 and s, SYNC_TIMEOUT,
         "a SyncState per profile",
     )  # fmt: skip
@@ -174,7 +154,7 @@ def test_user_edited_in_the_admin_reaches_the_emulator_page(demo: RunningDemo) -
     from playwright.sync_api import expect
 
     require_browser()
-    wait_for(lambda: demo.hub_state()["profiles"]["total"] == USERS + 1, SYNC_TIMEOUT, "profiles")
+    wait_until(lambda: demo.hub_state()["profiles"]["total"] == USERS + 1, SYNC_TIMEOUT, "profiles")
     with open_page(demo.admin_url) as page:
         page.goto("/admin/")
         page.fill("#id_username", "admin")
@@ -191,7 +171,7 @@ def test_user_edited_in_the_admin_reaches_the_emulator_page(demo: RunningDemo) -
         expect(page.locator(".messagelist .success")).to_contain_text("was changed successfully")
 
         # Through the outbox, the Celery worker and the hub: seconds, not a page reload.
-        profile = wait_for(
+        profile = wait_until(
             lambda: (
                 (p := demo.hub_profile(distinct_id))
                 and p["properties"].get("name") == full_name

@@ -7,7 +7,6 @@ Run alone with ``pytest -m packaging`` (it builds and installs, about a minute).
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -17,6 +16,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
+from tests.local import SUITE_SETTINGS, environment_without
 
 pytestmark = pytest.mark.packaging
 
@@ -99,11 +100,7 @@ def test_installed_wheel_runs_the_example_project(dist: Path, tmp_path: Path) ->
         project / "example_project",
         ignore=shutil.ignore_patterns("__pycache__", "*.sqlite3", ".env"),
     )
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("DATABASE_URL", "CELERY_", "SUPRSEND_", "DJANGO_", "PYTHON"))
-    }
+    env = environment_without(*SUITE_SETTINGS, "PYTHON")
     env["DEMO_DIR"] = str(tmp_path / "demo")
     where = run([str(python), "-c", "import django_suprsend; print(django_suprsend.__file__)"],
                 cwd=project, env=env)  # fmt: skip
