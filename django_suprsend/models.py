@@ -77,21 +77,26 @@ class OutboxEntry(models.Model):
 class SyncState(models.Model):
     """Where one profile stands with SuprSend; written by the workers only."""
 
-    distinct_id = models.CharField(max_length=255, unique=True)
+    # Unique through Meta.constraints: unique=True would add a second, LIKE index on PostgreSQL.
+    distinct_id = models.CharField(max_length=255)
+    # No index: nothing looks states up by content type, and every write would pay for one.
     content_type = models.ForeignKey(
-        ContentType, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        ContentType,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
     object_id = models.CharField(max_length=64, blank=True)
     content_object = GenericForeignKey("content_type", "object_id")
 
-    status = models.CharField(
-        max_length=8, choices=SyncStatus.choices, default=SyncStatus.PENDING, db_index=True
-    )
+    status = models.CharField(max_length=8, choices=SyncStatus.choices, default=SyncStatus.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     last_synced_at = models.DateTimeField(null=True, blank=True, db_index=True)
     last_attempt_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
-    last_error_code = models.IntegerField(null=True, blank=True, db_index=True)
+    last_error_code = models.IntegerField(null=True, blank=True)
     # The failed record as the hub's BulkResponse returned it: {"record", "error", "code"}.
     last_failed_record = models.JSONField(null=True, blank=True)
     updated_at = models.DateTimeField(default=timezone.now, db_index=True)
@@ -100,6 +105,26 @@ class SyncState(models.Model):
         verbose_name = _("sync state")
         verbose_name_plural = _("sync states")
         ordering = ("-updated_at",)
+        constraints = [
+            models.UniqueConstraint(fields=["distinct_id"], name="suprsend_state_distinct_id"),
+        ]
+        # Most rows are synced and without an error: the indexes that serve the admin's
+        # filters hold only the others, so a synced row's write maintains four indexes
+        # (id, distinct_id, last_synced_at, updated_at), not nine.
+        indexes = [
+            models.Index(
+                fields=["status"],
+                name="suprsend_state_unsynced",
+                condition=Q(
+                    status__in=[SyncStatus.PENDING, SyncStatus.RETRYING, SyncStatus.FAILED]
+                ),
+            ),
+            models.Index(
+                fields=["last_error_code"],
+                name="suprsend_state_error_code",
+                condition=Q(last_error_code__isnull=False),
+            ),
+        ]
         permissions = [
             ("resync_profile", _("Can resync profiles to SuprSend")),
             ("unset_channels", _("Can unset channels in SuprSend")),
