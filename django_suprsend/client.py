@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
@@ -127,7 +129,15 @@ class SuprsendClient:
         self.sleep: Callable[[float], None] = time.sleep
         self.clock: Callable[[], float] = time.monotonic
         self._owns_session = session is None
+        self._pool_maxsize = pool_maxsize
         self._session = session or _new_session(pool_maxsize)
+        if self._owns_session:
+            _own_pools.add(self)
+
+    def _new_pool_after_fork(self) -> None:
+        """In a forked process (a Celery prefork worker, a ``--jobs`` backfill): a pool of
+        its own, since the inherited one's sockets are the parent's too."""
+        self._session = _new_session(self._pool_maxsize)
 
     def __repr__(self) -> str:
         return (
@@ -527,6 +537,19 @@ def _positive(value: float, name: str) -> float:
     if not isinstance(value, (int, float)) or not value > 0:
         raise SuprsendConfigurationError(f"{name} must be a number of seconds > 0, got {value!r}")
     return value
+
+
+#: Clients with a pool of their own, which a forked child must not share with its parent.
+_own_pools: weakref.WeakSet[SuprsendClient] = weakref.WeakSet()
+
+
+def _new_pools_after_fork() -> None:
+    for client in list(_own_pools):
+        client._new_pool_after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_new_pools_after_fork)
 
 
 def _new_session(pool_maxsize: int) -> requests.Session:

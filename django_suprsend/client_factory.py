@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 from .client import SuprsendClient
@@ -20,6 +21,16 @@ def get_client() -> SuprsendClient:
         if _client is None:
             _client = _build()
         return _client
+
+
+def _new_lock_after_fork() -> None:
+    """A forked child starts with a free lock (the parent's may have been held by a thread)."""
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_new_lock_after_fork)
 
 
 def reset() -> None:
