@@ -140,11 +140,19 @@ class BackfillCheckpoint(models.Model):
     ``key`` is the model's label and a hash of the options that change which
     rows are read or what their records hold. ``run_id`` seeds each record's
     ``$insert_id``: a batch sent again after a kill is the same record to the hub.
+    A run split over processes has one part per process (``parent`` is the run),
+    each with its own range and position.
     """
 
     key = models.CharField(max_length=255, unique=True)
     last_pk = models.CharField(max_length=255, blank=True)
     run_id = models.CharField(max_length=32)
+    # A part of a run split over processes (``--jobs``): its own range of primary keys,
+    # after ``last_pk`` up to ``upper_pk`` (inclusive; "" for the last part).
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="parts"
+    )
+    upper_pk = models.CharField(max_length=255, blank=True)
     sent = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
     skipped = models.PositiveIntegerField(default=0)

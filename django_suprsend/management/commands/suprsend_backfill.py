@@ -1,8 +1,9 @@
 """``manage.py suprsend_backfill [MODEL ...]``: push existing rows' profiles, resumably.
 
 Exit status: 0 every record delivered (or nothing to do), 1 some failed, 2
-nothing delivered and something failed, 3 a usage error (unknown model, bad
-option). A dry run exits 1 when it found invalid rows.
+nothing delivered and something failed (or a ``--jobs`` process failed), 3 a
+usage error (unknown model, bad option). A dry run exits 1 when it found
+invalid rows.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from django.db import DEFAULT_DB_ALIAS
 
 from django_suprsend import backfill
 
+FAILED = 2
 USAGE_ERROR = 3
 
 
@@ -67,6 +69,13 @@ class Command(BaseCommand):
             help="Queue through the outbox for the Celery workers instead of sending directly.",
         )
         parser.add_argument(
+            "--jobs",
+            type=int,
+            default=1,
+            help="Processes that send at once, each its own range of primary keys "
+            "(direct sends only; a resumed run keeps the split it started with).",
+        )
+        parser.add_argument(
             "--restart", action="store_true", help="Ignore the checkpoint; start from the start."
         )
         parser.add_argument("--database", default=DEFAULT_DB_ALIAS, help="Database alias.")
@@ -84,6 +93,7 @@ class Command(BaseCommand):
             via_workers=opts["via_workers"],
             restart=opts["restart"],
             database=opts["database"],
+            jobs=opts["jobs"],
         )
         started = time.monotonic()
         total = backfill.Stats()
@@ -95,6 +105,8 @@ class Command(BaseCommand):
                 total.add(self._run(model, options, rows))
         except backfill.BackfillError as exc:
             raise CommandError(str(exc), returncode=USAGE_ERROR) from None
+        except backfill.BackfillFailed as exc:
+            raise CommandError(str(exc), returncode=FAILED) from None
         except KeyboardInterrupt:
             self.stderr.write("Interrupted: run the same command again to resume.")
             raise
