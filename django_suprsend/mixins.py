@@ -77,12 +77,8 @@ PROPERTY, CHANNEL, SETTING, ACTIVE, DISTINCT_ID = (
 # Channels whose tuple value is one (token, provider[, bundle_id]) value, not several values.
 _ARITY = {"$androidpush": 3, "$iospush": 3, "$webpush": 2}
 _SETTERS = {"$preferred_language": "set_preferred_language", "$timezone": "set_timezone"}
-# ("add", "$email") -> "add_email": the ProfileEdit method of each verb and channel.
-_CHANNEL_METHODS = {
-    (verb, channel): f"{verb}_{channel[1:]}"
-    for verb in ("add", "remove")
-    for channel in CHANNEL_KEYS
-}
+# The operation of each verb: what ProfileEdit.add_<channel>()/remove_<channel>() append.
+_CHANNEL_OPS = {"add": "$append", "remove": "$remove"}
 
 
 class _Missing:
@@ -401,13 +397,11 @@ class EditBuilder:
             self._call("unset", keys)
 
     def channel(self, verb: str, channel: str, value: Any) -> None:
-        """``verb`` ("add" or "remove") one channel value."""
+        """``verb`` ("add" or "remove") one channel value, as ``add_<channel>()`` does."""
         try:
-            args = _channel_args(channel, value)
+            self.edit._channel(_CHANNEL_OPS[verb], channel, *_channel_args(channel, value))
         except SuprsendValidationError as exc:
             self.errors.append(error_dict(exc))
-            return
-        self._call(_CHANNEL_METHODS[verb, channel], *args)
 
     def setting(self, key: str, value: Any) -> None:
         """Set ``$preferred_language`` or ``$timezone`` (a ``ZoneInfo`` is sent by its key)."""
