@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import re
 
 import pytest
@@ -445,3 +446,26 @@ def test_a_patch_that_timed_out_is_not_sent_again(suprsend_hub):
     # The hub applied it after the client gave up; a second PATCH would have counted twice.
     suprsend_hub.wait_for(lambda hub: hub.properties("counter") == {"logins": 1}, timeout=5)
     assert [r.method for r in suprsend_hub.requests] == ["PATCH"]
+
+
+def test_a_forked_process_sends_over_a_connection_pool_of_its_own(client, suprsend_hub):
+    client.send_records([ProfileEdit("parent").set("n", 1).to_record(env=KEY, sdk_version="t")])
+    inherited = id(client._session)
+    context = multiprocessing.get_context("fork")
+    results = context.SimpleQueue()
+
+    def child() -> None:
+        record = ProfileEdit("child").set("n", 2).to_record(env=KEY, sdk_version="t")
+        response = client.send_records([record])
+        results.put((id(client._session) != inherited, response.success))
+
+    process = context.Process(target=child)
+    process.start()
+    process.join(timeout=30)
+
+    assert process.exitcode == 0
+    assert results.get() == (True, 1)  # a new pool there, and it delivered
+    assert id(client._session) == inherited  # the parent's pool is untouched...
+    client.send_records([ProfileEdit("parent").set("n", 3).to_record(env=KEY, sdk_version="t")])
+    assert suprsend_hub.properties("parent")["n"] == 3  # ...and still works
+    assert suprsend_hub.properties("child")["n"] == 2
