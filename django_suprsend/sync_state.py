@@ -94,6 +94,13 @@ def record_synced(profiles: list[tuple[str, int | None, str]], *, using: str) ->
     if not profiles:
         return
     synced = _synced(timezone.now())
+    if connections[using].vendor == "postgresql" and not _listened():
+        # The identities as they go into the JSON document, the rest as one parameter each.
+        identities = [
+            {"distinct_id": d, "content_type_id": c, "object_id": o} for d, c, o in profiles
+        ]
+        _upsert_postgresql(identities, _UPDATED_FIELDS, using, shared=synced)
+        return
     rows = [
         {"distinct_id": d, "content_type_id": c, "object_id": o, **synced} for d, c, o in profiles
     ]
@@ -133,12 +140,16 @@ def _row(outcome: Outcome, now: Any) -> dict[str, Any]:
     }
 
 
+def _listened() -> bool:
+    return profile_synced.has_listeners() or profile_sync_failed.has_listeners()
+
+
 def _announce(items: Iterable[tuple[dict[str, Any], str, int | None]]) -> None:
     """Send the signals for ``(row, error, code)`` of each profile (only if someone listens)."""
+    if not _listened():
+        return
     synced = profile_synced.has_listeners()
     failed = profile_sync_failed.has_listeners()
-    if not (synced or failed):
-        return
     for row, error, code in items:
         state = SyncState(**row)
         sender = state.content_type.model_class() if state.content_type_id else None
@@ -192,17 +203,29 @@ _PG_COLUMNS = (
 )
 
 
-def _upsert_postgresql(rows: list[dict[str, Any]], fields: list[str], using: str) -> None:
+def _upsert_postgresql(
+    rows: list[dict[str, Any]],
+    fields: list[str],
+    using: str,
+    shared: dict[str, Any] | None = None,
+) -> None:
+    """Upsert ``rows``; ``shared``: the values of the columns that ``rows`` leave out,
+    the same for all (None: found here, and ``rows`` have every column)."""
     table = SyncState._meta.db_table
-    varying = [(n, k) for n, k in _PG_COLUMNS if n == "distinct_id" or not _shared(rows, n)]
+    if shared is None:
+        shared = {n: rows[0][n] for n, _ in _PG_COLUMNS if n != "distinct_id" and _shared(rows, n)}
+        varying = [(n, k) for n, k in _PG_COLUMNS if n not in shared]
+        document = [{name: _json_value(row[name]) for name, _ in varying} for row in rows]
+    else:
+        varying = [(n, k) for n, k in _PG_COLUMNS if n not in shared]
+        document = rows  # JSON-ready already: strings and ints
     selected, params = [], []
     for name, kind in _PG_COLUMNS:
-        if (name, kind) in varying:
-            selected.append(f"r.{name}")
-        else:
+        if name in shared:
             selected.append(f"%s::{kind}")
-            params.append(_json_text(rows[0][name]) if kind == "jsonb" else rows[0][name])
-    document = [{name: _json_value(row[name]) for name, _ in varying} for row in rows]
+            params.append(_json_text(shared[name]) if kind == "jsonb" else shared[name])
+        else:
+            selected.append(f"r.{name}")
     params.append(json.dumps(document))
     columns = ", ".join(name for name, _ in _PG_COLUMNS)
     definitions = ", ".join(f"{name} {kind}" for name, kind in varying)
