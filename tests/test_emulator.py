@@ -21,7 +21,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from django_suprsend import signing
-from django_suprsend.testing import HubEmulator, RecordedRequest
+from django_suprsend.testing import HubEmulator, RecordedRequest, page
+from django_suprsend.testing import records as records_module
+from django_suprsend.testing.__main__ import build_hub, parse_args
 from django_suprsend.testing.records import (
     MAX_BATCH_BYTES,
     MAX_RECORD_BYTES,
@@ -394,9 +396,45 @@ def test_size_bound_is_never_below_the_sdk_size(value, separators, ensure_ascii)
 
 
 def test_parse_event_body_shapes():
-    assert parse_event_body(b' [ {"a": 1} , 2 ] ') == ([{"a": 1}, 2], ['{"a": 1}', "2"])
+    records, texts = parse_event_body(b' [ {"a": 1} , 2 ] ')
+    assert (records, list(texts or [])) == ([{"a": 1}, 2], ['{"a": 1}', "2"])
+    records, texts = parse_event_body(b'[{"a": [1, 2]}, "x",  3]')  # white space after ", "
+    assert records == [{"a": [1, 2]}, "x", 3]
     assert parse_event_body(b'{"a": 1}') == ([{"a": 1}], None)
     assert parse_event_body(b"[]") == ([], None)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(_json_values, max_size=5),
+    separators=st.sampled_from([(",", ":"), (", ", ": "), (" , ", " : ")]),
+    ensure_ascii=st.booleans(),
+)
+def test_raw_texts_are_each_records_text(values, separators, ensure_ascii):
+    text = json.dumps(values, separators=separators, ensure_ascii=ensure_ascii)
+    records, texts = parse_event_body(text.encode())
+    assert records == json.loads(text)
+    if texts is not None:
+        assert [json.loads(t) for t in texts] == records
+        # what RawTexts.within_limits relies on: the body bounds the sum, a length each text
+        bounds = [size_bound(t) for t in texts]
+        assert records_module._loose_size_bound(text.encode()) >= size_bound(text) >= sum(bounds)
+        for t, bound in zip(texts, bounds, strict=True):
+            assert bound * 2 <= len(t.encode("utf-8", "surrogatepass")) * 23
+
+
+@pytest.mark.parametrize("distinct_id", ["ascii", "\u00e9"])
+def test_check_limits_bounds_long_records_on_their_own(distinct_id):
+    # Over 890 bytes a record's length alone does not show it within the limit.
+    fits = padded(distinct_id, 5000)
+    grows = record(distinct_id, {"$add": {f"k{i}": 1e15 for i in range(400)}})
+    text = encode([fits, grows]).decode().replace("1000000000000000.0", "1e15")
+    records, texts = parse_event_body(text.encode())
+    assert texts is not None
+    assert len(texts[1].encode()) < MAX_RECORD_BYTES < record_size(grows)
+    with pytest.raises(HubError, match=rf"^record 1 .* is {record_size(grows)} bytes"):
+        check_limits(records, texts)
+    check_limits(*parse_event_body(encode([fits, fits])))
 
 
 @pytest.mark.parametrize(
@@ -786,6 +824,22 @@ def test_request_log(hub):
     assert event.received_at <= event.answered_at
     assert logged[1].json() is None
     assert logged[1].record_count is None
+
+
+def test_keep_bodies_forgets_older_bodies_but_not_their_requests():
+    with HubEmulator(KEY, SECRET, keep_bodies=2) as hub:
+        bodies = [encode([record(f"u{i}")]) for i in range(4)]
+        for body in bodies:
+            assert post_event(hub, None, data=body).status_code == 202
+        logged = hub.requests
+        assert [r.body for r in logged] == [b"", b"", bodies[2], bodies[3]]
+        assert [r.record_count for r in logged] == [1, 1, 1, 1]
+        assert len(hub.profiles()) == 4
+
+
+def test_the_cli_keeps_the_bodies_its_page_shows():
+    assert build_hub(parse_args([])).keep_bodies == page.REQUEST_LIMIT
+    assert HubEmulator().keep_bodies is None
 
 
 def test_unauthenticated_requests_are_logged_too(hub):

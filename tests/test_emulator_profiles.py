@@ -193,6 +193,15 @@ def test_remove_then_append_in_one_record_rotates_a_value(store):
     assert store.channel_values(ID, "$email") == ["new@example.com"]
 
 
+def test_a_lone_channel_value_survives_repeats_and_other_removes(store):
+    apply(store, {"$append": {"$email": "a@example.com"}}, {"$append": {"$email": "a@example.com"}})
+    apply(store, {"$remove": {"$email": "b@example.com"}})
+    assert store.channel_values(ID, "$email") == ["a@example.com"]
+    apply(store, {"$append": {"$email": "b@example.com"}}, {"$remove": {"$email": "a@example.com"}})
+    apply(store, {"$append": {"$email": "a@example.com"}})
+    assert store.channel_values(ID, "$email") == ["b@example.com", "a@example.com"]
+
+
 def test_removing_the_last_value_omits_the_channel(store):
     apply(store, {"$append": {"$sms": "+15555550123"}})
     profile = apply(store, {"$remove": {"$sms": "+15555550123"}})
@@ -226,6 +235,12 @@ def test_rest_shape_and_timestamps(store):
     second = apply(store, {"$set": {"name": "Janet"}}, now="2030-01-01T00:00:00+00:00")
     assert second["created_at"] == first["created_at"]
     assert second["updated_at"] == "2030-01-01T00:00:00+00:00"
+    third = apply(store, {"$set": {"name": "Jo"}}, now="2031-01-01T00:00:00+00:00")
+    assert third["created_at"] == first["created_at"]
+    assert third["updated_at"] == "2031-01-01T00:00:00+00:00"
+    assert store.delete(ID)
+    again = apply(store, {"$set": {"name": "Jo"}}, now="2032-01-01T00:00:00+00:00")
+    assert again["created_at"] == again["updated_at"] == "2032-01-01T00:00:00+00:00"
 
 
 def test_readers_return_copies(store):

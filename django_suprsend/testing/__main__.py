@@ -15,6 +15,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from django_suprsend.testing import page
 from django_suprsend.testing.hub import HubEmulator
 
 
@@ -59,6 +60,7 @@ def build_hub(args: argparse.Namespace) -> HubEmulator:
         check_auth=not args.no_auth,
         path_prefix=args.path_prefix,
         serve_page=not args.no_page,  # run by hand: people look at it
+        keep_bodies=page.REQUEST_LIMIT,  # nothing but the page can read them
     )
 
 

@@ -19,6 +19,10 @@ With ``serve_page=True`` (the standalone CLI's default) it also serves a
 read-only page for people at ``/`` and ``_emulator/`` (JSON at
 ``_emulator/state.json``): the profiles it holds and the recent requests.
 Those GETs need no auth, use no fault and are not logged in ``requests``.
+
+``keep_bodies=N`` keeps the bodies of the newest N requests only (older
+ones read ``b""``): the CLI's choice, as a benchmark's requests would hold
+hundreds of megabytes that only the page's recent requests use.
 """
 
 from __future__ import annotations
@@ -177,6 +181,7 @@ class HubEmulator:
         check_auth: bool = True,
         path_prefix: str = "",
         serve_page: bool = False,
+        keep_bodies: int | None = None,
     ) -> None:
         self.workspace_key = workspace_key
         self._workspace_secret = workspace_secret
@@ -187,6 +192,7 @@ class HubEmulator:
         self.path_prefix = "/" + path_prefix.strip("/") if path_prefix.strip("/") else ""
         # off by default: a test hub answers 404 at / like the real hub
         self.serve_page = serve_page
+        self.keep_bodies = keep_bodies  # None: every request's body
         self.latency = 0.0
         self._port = port
         self._lock = threading.Lock()
@@ -383,6 +389,8 @@ class HubEmulator:
     def _log(self, request: RecordedRequest) -> None:
         with self._lock:
             self._requests.append(request)
+            if self.keep_bodies is not None and len(self._requests) > self.keep_bodies:
+                _release_body(self._requests[-self.keep_bodies - 1])
 
     # -- dispatch ----------------------------------------------------------
 
@@ -557,9 +565,9 @@ class HubEmulator:
         with self._lock:
             for record in records:
                 insert_id = record["$insert_id"]
-                duplicate = insert_id in counts
-                counts[insert_id] += 1
-                if not duplicate:
+                seen = counts.get(insert_id, 0)  # not counts[...]: Counter.__missing__ is Python
+                counts[insert_id] = seen + 1
+                if not seen:
                     apply(record["distinct_id"], record["$user_operations"], now)
         return _json_response(202, {"success": True, "message_id": str(uuid.uuid4())})
 
@@ -638,6 +646,12 @@ class HubEmulator:
             for distinct_id in distinct_ids:
                 self._store.delete(distinct_id)
         return _json_response(202, {"success": True})
+
+
+def _release_body(request: RecordedRequest) -> None:
+    """Forget a request's body, once it is answered (a slow one may still be reading it)."""
+    if request.answered_at is not None:
+        request.body = b""
 
 
 def _user_not_found(distinct_id: str) -> HubError:
