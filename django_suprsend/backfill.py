@@ -44,7 +44,13 @@ from .client_factory import get_client
 from .exceptions import SuprsendValidationError
 from .mixins import SuprsendProfileMixin, distinct_id_of, error_dict, untracked_loads
 from .models import BackfillCheckpoint, SyncState, SyncStatus
-from .operations import CHANNEL_KEYS, build_record, check_record_size, name_insert_id
+from .operations import (
+    CHANNEL_KEYS,
+    build_record,
+    check_record_size,
+    insert_id_namer,
+    name_insert_id,
+)
 from .sync_state import Outcome, record, record_synced, refused, validation_message
 
 __all__ = [
@@ -242,6 +248,11 @@ def insert_id_for(run_id: str, distinct_id: str) -> str:
     return name_insert_id(INSERT_ID_NAMESPACE, f"{run_id}:{distinct_id}")
 
 
+def _insert_ids(run_id: str) -> Callable[[str], str]:
+    """:func:`insert_id_for` of one run, for many distinct_ids."""
+    return insert_id_namer(INSERT_ID_NAMESPACE, f"{run_id}:")
+
+
 def _is_property_op(operation: dict[str, Any]) -> bool:
     return set(operation) == {"$set"}
 
@@ -288,8 +299,10 @@ RecordBuilder = Callable[[str, list[dict[str, Any]]], dict[str, Any]]
 def _record_builder(client: SuprsendClient | None, run_id: str) -> RecordBuilder:
     """Builds a row's record, with the ``$insert_id`` of this run (a dry run needs no client)."""
 
+    insert_id_of = _insert_ids(run_id)
+
     def build(distinct_id: str, operations: list[dict[str, Any]]) -> dict[str, Any]:
-        insert_id = insert_id_for(run_id, distinct_id)
+        insert_id = insert_id_of(distinct_id)
         if client is None:
             return build_record(
                 distinct_id, operations, env="", sdk_version="", insert_id=insert_id

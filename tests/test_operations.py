@@ -464,3 +464,10 @@ def test_name_insert_id_is_uuid5() -> None:
     namespace = uuid.UUID("8f3c4f52-6a0e-4b0c-9a55-5b1f2b7d0c11")
     for name in ["", "run:1", "0f3e:user@example.com", "run:é☃", "x" * 300]:
         assert operations.name_insert_id(namespace, name) == str(uuid.uuid5(namespace, name))
+
+
+def test_an_insert_id_namer_names_as_uuid5_of_prefix_and_name() -> None:
+    namespace = uuid.UUID("8f3c4f52-6a0e-4b0c-9a55-5b1f2b7d0c11")
+    name = operations.insert_id_namer(namespace, "run-é:")
+    for distinct_id in ["1", "user@example.com", "☃", ""]:
+        assert name(distinct_id) == str(uuid.uuid5(namespace, f"run-é:{distinct_id}"))
