@@ -76,7 +76,10 @@ PROPERTY, CHANNEL, SETTING, ACTIVE, DISTINCT_ID = (
 )
 # Channels whose tuple value is one (token, provider[, bundle_id]) value, not several values.
 _ARITY = {"$androidpush": 3, "$iospush": 3, "$webpush": 2}
-_SETTERS = {"$preferred_language": "set_preferred_language", "$timezone": "set_timezone"}
+_SETTERS = {
+    "$preferred_language": ProfileEdit.set_preferred_language,
+    "$timezone": ProfileEdit.set_timezone,
+}
 # The operation of each verb: what ProfileEdit.add_<channel>()/remove_<channel>() append.
 _CHANNEL_OPS = {"add": "$append", "remove": "$remove"}
 
@@ -92,6 +95,8 @@ MISSING: Any = _Missing()
 
 def is_empty(value: Any) -> bool:
     """None, ``""`` and empty containers: "no value" for a channel, language or time zone."""
+    if value.__class__ is str:  # the usual case, on every full push
+        return not value
     return value is None or value == "" or (isinstance(value, (dict, list, tuple)) and not value)
 
 
@@ -321,7 +326,7 @@ def channel_values(channel: str, value: Any) -> list[Any]:
     if value.__class__ is str:
         return [value] if value else []
     if value.__class__ is list:
-        return [item for item in value if not is_empty(item)]
+        return [item for item in value if (item.__class__ is str and item) or not is_empty(item)]
     if is_empty(value):
         return []
     if isinstance(value, (str, bytes, dict)) or (isinstance(value, tuple) and channel in _ARITY):
@@ -379,10 +384,12 @@ class EditBuilder:
         except SuprsendValidationError as exc:
             self.errors.append(error_dict(exc))
 
-    def set_properties(self, values: Mapping[str, Any]) -> None:
-        """One ``$set`` of every valid value."""
+    def set_properties(self, values: Mapping[str, Any], *, skip_none: bool = False) -> None:
+        """One ``$set`` of every valid value (``skip_none``: of those that are not None)."""
         valid = {}
         for key, value in values.items():
+            if value is None and skip_none:
+                continue
             try:
                 name = validate_property_key(key, "$set")
                 valid[name] = validate_json_value(value, name)
@@ -405,7 +412,10 @@ class EditBuilder:
 
     def setting(self, key: str, value: Any) -> None:
         """Set ``$preferred_language`` or ``$timezone`` (a ``ZoneInfo`` is sent by its key)."""
-        self._call(_SETTERS[key], getattr(value, "key", value))
+        try:
+            _SETTERS[key](self.edit, getattr(value, "key", value))
+        except SuprsendValidationError as exc:
+            self.errors.append(error_dict(exc))
 
     @property
     def operations(self) -> list[dict[str, Any]]:
@@ -572,8 +582,7 @@ class SuprsendProfileMixin(_Base):
         One code path for creates, ``sync()``, admin resyncs and the backfill.
         """
         builder = EditBuilder(self.get_suprsend_distinct_id())
-        properties = self.get_suprsend_properties()
-        builder.set_properties({k: v for k, v in properties.items() if v is not None})
+        builder.set_properties(self.get_suprsend_properties(), skip_none=True)
         for channel, values in self.get_suprsend_channels().items():
             for value in channel_values(channel, values):
                 builder.channel("add", channel, value)
