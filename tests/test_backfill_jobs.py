@@ -9,25 +9,17 @@ from __future__ import annotations
 
 import os
 import signal
-from io import StringIO
 
 import pytest
-from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from django_suprsend import backfill, backfill_jobs
 from django_suprsend.client import SuprsendClient
 from django_suprsend.models import BackfillCheckpoint, SyncState, SyncStatus
-from tests.test_backfill import accepted, users
+from tests.test_backfill import accepted, backfill_cmd, users
 from tests.testapp.models import User
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("hub")]
-
-
-def backfill_cmd(*args: str) -> str:
-    out = StringIO()
-    call_command("suprsend_backfill", "testapp.User", *args, stdout=out, stderr=StringIO())
-    return out.getvalue()
 
 
 def sent_ids(hub, since: int = 0) -> list[str]:
