@@ -11,7 +11,8 @@ transaction). After each batch whose records were all delivered or recorded
 as failed, in order, a :class:`~django_suprsend.models.BackfillCheckpoint`
 remembers the last primary key, so a killed run resumes after it. A
 record's ``$insert_id`` is ``uuid5(run_id:distinct_id)``: a batch sent again
-after a kill is the same record to the hub.
+after a kill is the same record to the hub. ``jobs`` > 1 splits a run over
+forked processes, each with a range of its own (:mod:`.backfill_jobs`).
 """
 
 from __future__ import annotations
