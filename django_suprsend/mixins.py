@@ -34,6 +34,7 @@ from django.core.exceptions import FieldDoesNotExist
 from django.db import models, router, transaction
 
 from .exceptions import SuprsendConfigurationError, SuprsendValidationError, _short_repr
+from .loading import load_row
 from .operations import CHANNEL_KEYS, ProfileEdit
 from .validators import validate_json_value, validate_property_key
 
@@ -602,9 +603,14 @@ class SuprsendProfileMixin(_Base):
         the database's state. ``kwargs``: what newer Django passes on (``fetch_mode``
         since 6.1).
         """
-        instance = super().from_db(db, field_names, values, **kwargs)
         if not _snapshots.get():
+            # Read only to build full pushes (the backfill): without Model.__init__ where
+            # that builds the same instance.
+            instance = load_row(cls, SuprsendProfileMixin, db, values, kwargs)
+            if instance is None:
+                instance = super().from_db(db, field_names, values, **kwargs)
             return instance
+        instance = super().from_db(db, field_names, values, **kwargs)
         deferred = len(values) != len(cls._meta.concrete_fields)
         tracked = read_tracked(instance, mapping_for(cls), evaluate=() if deferred else EVERY)
         instance.__dict__[SNAPSHOT_KEY] = {slot: frozen(value) for slot, value in tracked.items()}
