@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .operations import MAX_RECORD_BYTES, dumps, iter_chunks
+from .operations import MAX_RECORD_BYTES, dumps, iter_chunks, utf8_size
 
 Record = dict[str, Any]
 FailedRecord = dict[str, Any]
@@ -158,8 +158,7 @@ def _sendable(
         except (TypeError, ValueError) as exc:
             on_invalid(record, f"record is not JSON serialisable ({exc}); not sent")
             continue
-        # isascii() is O(1) on CPython: most records skip the encode here.
-        size = len(text) if text.isascii() else len(text.encode("utf-8"))
+        size = utf8_size(text)
         if size > MAX_RECORD_BYTES:
             on_invalid(record, oversize_reason(size))
             continue

@@ -39,6 +39,7 @@ __all__ = [
     "name_insert_id",
     "new_insert_id",
     "record_size",
+    "utf8_size",
 ]
 
 MAX_RECORD_BYTES = 10_240
@@ -133,6 +134,11 @@ def _uuid_text(h: str, version: str) -> str:
     return f"{h[:8]}-{h[8:12]}-{version}{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}"
 
 
+def utf8_size(text: str) -> int:
+    """``len(text.encode("utf-8"))``, without the encode for ASCII (isascii() is O(1))."""
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
 def record_size(record: dict) -> int:
     """The size the SDK counts for a record: its JSON in UTF-8 bytes."""
     return len(dumps(record).encode("utf-8"))
@@ -200,7 +206,7 @@ def iter_chunks(items: Iterable[tuple[dict, str]]) -> Iterator[list[tuple[dict, 
     chunk: list[tuple[dict, str]] = []
     total = 0
     for item in items:
-        size = len(item[1].encode("utf-8"))
+        size = utf8_size(item[1])
         if size > MAX_RECORD_BYTES:
             raise _too_big(item[0].get("distinct_id"), size)
         if chunk and (
