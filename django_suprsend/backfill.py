@@ -50,7 +50,6 @@ from .operations import (
     build_record,
     check_record_size,
     insert_id_namer,
-    name_insert_id,
 )
 from .sync_state import Outcome, record, record_synced, refused, validation_message
 
@@ -246,11 +245,12 @@ def batches(qs: models.QuerySet, last_pk: Any, size: int) -> Iterator[list[model
 
 
 def insert_id_for(run_id: str, distinct_id: str) -> str:
-    return name_insert_id(INSERT_ID_NAMESPACE, f"{run_id}:{distinct_id}")
+    """The ``$insert_id`` of ``distinct_id``'s record in run ``run_id``."""
+    return _insert_ids(run_id)(distinct_id)
 
 
 def _insert_ids(run_id: str) -> Callable[[str], str]:
-    """:func:`insert_id_for` of one run, for many distinct_ids."""
+    """:func:`insert_id_for` of one run, for many distinct_ids (the run's prefix hashed once)."""
     return insert_id_namer(INSERT_ID_NAMESPACE, f"{run_id}:")
 
 

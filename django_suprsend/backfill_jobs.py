@@ -52,6 +52,11 @@ def split_points(qs: models.QuerySet, jobs: int) -> list[Any]:
     return [ordered[offset] for offset in offsets]
 
 
+def _number(part: BackfillCheckpoint) -> str:
+    """A part's number in its run: what follows the ``#`` of its key."""
+    return part.key.rsplit("#", 1)[1]
+
+
 def _create_parts(
     qs: models.QuerySet, checkpoint: BackfillCheckpoint, jobs: int, using: str
 ) -> list[BackfillCheckpoint]:
@@ -62,7 +67,7 @@ def _create_parts(
     bounds = [after, *(str(pk) for pk in split_points(remaining, jobs)), ""]
     parts = [
         BackfillCheckpoint(
-            key=f"{checkpoint.key}#{index}",
+            key=f"{checkpoint.key}#{index}",  # read back by _number()
             run_id=checkpoint.run_id,
             parent=checkpoint,
             last_pk=lower,
@@ -85,9 +90,7 @@ def send_in_parts(
     using = options.database
     parts = unfinished_parts(checkpoint, using)
     if parts:
-        stats.resumed_after = ", ".join(
-            f"{part.last_pk} (part {part.key.rsplit('#', 1)[1]})" for part in parts
-        )
+        stats.resumed_after = ", ".join(f"{part.last_pk} (part {_number(part)})" for part in parts)
     else:
         parts = _create_parts(qs, checkpoint, options.jobs, using)
     _Processes(model, qs, options, done).run(parts)
@@ -141,7 +144,7 @@ class _Processes:
         process = self.context.Process(
             target=_send_part,
             args=(self.model, self.qs, part, self.options, self.messages),
-            name=f"suprsend-backfill-{part.key.rsplit('#', 1)[1]}",
+            name=f"suprsend-backfill-{_number(part)}",
             daemon=True,
         )
         process.start()

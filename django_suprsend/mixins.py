@@ -327,7 +327,7 @@ def channel_values(channel: str, value: Any) -> list[Any]:
     if value.__class__ is str:
         return [value] if value else []
     if value.__class__ is list:
-        return [item for item in value if (item.__class__ is str and item) or not is_empty(item)]
+        return [item for item in value if not is_empty(item)]
     if is_empty(value):
         return []
     if isinstance(value, (str, bytes, dict)) or (isinstance(value, tuple) and channel in _ARITY):
