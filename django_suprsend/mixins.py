@@ -35,7 +35,7 @@ from django.db import models, router, transaction
 
 from .exceptions import SuprsendConfigurationError, SuprsendValidationError, _short_repr
 from .loading import load_row
-from .operations import CHANNEL_KEYS, ProfileEdit
+from .operations import CHANNEL_KEYS, SINGLE_VALUE_CHECKS, ProfileEdit
 from .validators import validate_json_value, validate_property_key
 
 __all__ = [
@@ -337,6 +337,29 @@ def channel_values(channel: str, value: Any) -> list[Any]:
     return [value]
 
 
+def _channel_items(instance: Any, mapping: ProfileMapping) -> list[tuple[str, Any]]:
+    """``(channel, value)`` for each value of ``get_suprsend_channels()``, in its order.
+
+    Read straight from the sources unless the class overrides the hook: one
+    list instead of a dict of lists filtered twice, for every row of a backfill.
+    """
+    if type(instance).get_suprsend_channels is not SuprsendProfileMixin.get_suprsend_channels:
+        return [
+            (channel, value)
+            for channel, values in instance.get_suprsend_channels().items()
+            for value in channel_values(channel, values)
+        ]
+    items = []
+    for source in mapping.channels:  # one source per channel key: the mapping is a dict
+        value = source.read(instance)
+        if value.__class__ is str:  # one value, the usual case
+            if value:
+                items.append((source.key, value))
+        else:
+            items.extend((source.key, item) for item in channel_values(source.key, value))
+    return items
+
+
 def _channel_args(channel: str, value: Any) -> tuple[Any, ...]:
     """The arguments of ``ProfileEdit.add_<channel>`` for one value."""
     if channel not in CHANNEL_KEYS:
@@ -406,15 +429,23 @@ class EditBuilder:
 
     def channel(self, verb: str, channel: str, value: Any) -> None:
         """``verb`` ("add" or "remove") one channel value, as ``add_<channel>()`` does."""
+        op = _CHANNEL_OPS[verb]
+        # A single-value channel's operation directly: the full push of every row does this.
+        check = SINGLE_VALUE_CHECKS[op].get(channel)
         try:
-            self.edit._channel(_CHANNEL_OPS[verb], channel, *_channel_args(channel, value))
+            if check is None:
+                self.edit._channel(op, channel, *_channel_args(channel, value))
+            else:
+                self.edit.operations.append({op: {channel: check(value, channel)}})
         except SuprsendValidationError as exc:
             self.errors.append(error_dict(exc))
 
     def setting(self, key: str, value: Any) -> None:
         """Set ``$preferred_language`` or ``$timezone`` (a ``ZoneInfo`` is sent by its key)."""
         try:
-            _SETTERS[key](self.edit, getattr(value, "key", value))
+            _SETTERS[key](
+                self.edit, value if value.__class__ is str else getattr(value, "key", value)
+            )
         except SuprsendValidationError as exc:
             self.errors.append(error_dict(exc))
 
@@ -582,12 +613,12 @@ class SuprsendProfileMixin(_Base):
 
         One code path for creates, ``sync()``, admin resyncs and the backfill.
         """
+        mapping = mapping_for(type(self))
         builder = EditBuilder(self.get_suprsend_distinct_id())
         builder.set_properties(self.get_suprsend_properties(), skip_none=True)
-        for channel, values in self.get_suprsend_channels().items():
-            for value in channel_values(channel, values):
-                builder.channel("add", channel, value)
-        for source in mapping_for(type(self)).settings:
+        for channel, value in _channel_items(self, mapping):
+            builder.channel("add", channel, value)
+        for source in mapping.settings:
             value = source.read(self)
             if not is_empty(value):
                 builder.setting(source.key, value)

@@ -80,6 +80,12 @@ _REMOVE_CHECKS: dict[str, Check] = {
     channel: v.require_dict if channel in ("$webpush", "$slack", "$ms_teams") else v.require_str
     for channel in CHANNEL_KEYS
 }
+#: The check of each channel that takes a single value (no push provider), by operation:
+#: ``{op: {channel: check(value, channel)}}`` is all that its add_/remove_ call appends.
+SINGLE_VALUE_CHECKS: dict[str, dict[str, Check]] = {
+    op: {channel: check for channel, check in checks.items() if channel not in v.PUSH_PROVIDERS}
+    for op, checks in (("$append", _ADD_CHECKS), ("$remove", _REMOVE_CHECKS))
+}
 
 
 class _Missing:
