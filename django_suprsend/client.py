@@ -130,14 +130,14 @@ class SuprsendClient:
         self.clock: Callable[[], float] = time.monotonic
         self._owns_session = session is None
         self._pool_maxsize = pool_maxsize
-        self._session = session or _new_session(pool_maxsize)
+        self._session = session or _new_session(self.base_url, pool_maxsize)
         if self._owns_session:
             _own_pools.add(self)
 
     def _new_pool_after_fork(self) -> None:
         """In a forked process (a Celery prefork worker, a ``--jobs`` backfill): a pool of
         its own, since the inherited one's sockets are the parent's too."""
-        self._session = _new_session(self._pool_maxsize)
+        self._session = _new_session(self.base_url, self._pool_maxsize)
 
     def __repr__(self) -> str:
         return (
@@ -552,12 +552,20 @@ if hasattr(os, "register_at_fork"):  # not on Windows
     os.register_at_fork(after_in_child=_new_pools_after_fork)
 
 
-def _new_session(pool_maxsize: int) -> requests.Session:
+def _new_session(base_url: str, pool_maxsize: int) -> requests.Session:
     session = requests.Session()
     # No urllib3 retries: the client retries itself, with backoff and a budget.
     adapter = HTTPAdapter(pool_maxsize=pool_maxsize, max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
+    # The environment's proxies (HTTPS_PROXY, NO_PROXY...) and CA bundle
+    # (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE) for the hub, read once: with trust_env
+    # requests reads the whole environment again on every request, and would let
+    # a ~/.netrc entry for the hub's host replace the signed Authorization header.
+    found = session.merge_environment_settings(base_url, {}, None, None, None)
+    session.proxies.update(found["proxies"])
+    session.verify = found["verify"]
+    session.trust_env = False
     return session
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import logging
 import multiprocessing
 import re
+import threading
 
 import pytest
 import requests
@@ -469,3 +471,74 @@ def test_a_forked_process_sends_over_a_connection_pool_of_its_own(client, suprse
     client.send_records([ProfileEdit("parent").set("n", 3).to_record(env=KEY, sdk_version="t")])
     assert suprsend_hub.properties("parent")["n"] == 3  # ...and still works
     assert suprsend_hub.properties("child")["n"] == 2
+
+
+class _RecordingProxy(http.server.ThreadingHTTPServer):
+    """An HTTP proxy stand-in on 127.0.0.1: records each request line, answers 202."""
+
+    def __init__(self) -> None:
+        self.request_lines: list[str] = []
+        super().__init__(("127.0.0.1", 0), _ProxyHandler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _ProxyHandler(http.server.BaseHTTPRequestHandler):
+    server: _RecordingProxy
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.request_lines.append(self.requestline)
+        body = b'{"success": true}'
+        self.send_response(202)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def recording_proxy():
+    proxy = _RecordingProxy()
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    yield proxy
+    proxy.shutdown()
+    proxy.server_close()
+
+
+def test_the_environment_s_proxy_is_used(recording_proxy, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", recording_proxy.url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    hub_url = closed_port_url()  # nothing listens there: only the proxy can answer
+    with SuprsendClient(KEY, SECRET, base_url=hub_url, retry=FAST) as client:
+        response = client.send_records([client.build_record(ProfileEdit("p-1").set("n", 1))])
+    assert (response.success, response.failure) == (1, 0)
+    assert recording_proxy.request_lines == [f"POST {hub_url}event/ HTTP/1.1"]
+
+
+def test_no_proxy_sends_to_the_hub_directly(recording_proxy, suprsend_hub, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", recording_proxy.url)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    with make_client(suprsend_hub) as client:
+        client.send_records(users(client, 2))
+    assert recording_proxy.request_lines == []
+    assert [r.record_count for r in suprsend_hub.requests] == [2]
+
+
+def test_a_netrc_entry_for_the_hub_does_not_replace_the_signature(
+    client, suprsend_hub, tmp_path, monkeypatch
+):
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password something\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    with make_client(suprsend_hub) as fresh:
+        response = fresh.send_records(users(fresh, 3))
+    assert (response.success, response.failure) == (3, 0)
+    assert_statuses(suprsend_hub, [202])
