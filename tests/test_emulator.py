@@ -22,8 +22,10 @@ from hypothesis import strategies as st
 
 from django_suprsend import signing
 from django_suprsend.testing import HubEmulator, RecordedRequest, page
+from django_suprsend.testing import hub as hub_module
 from django_suprsend.testing import records as records_module
 from django_suprsend.testing.__main__ import build_hub, parse_args
+from django_suprsend.testing.profiles import ProfileStore
 from django_suprsend.testing.records import (
     MAX_BATCH_BYTES,
     MAX_RECORD_BYTES,
@@ -800,6 +802,136 @@ def test_unknown_path_and_method(hub):
     wrong_method = send(hub, "GET", "event/")
     assert wrong_method.status_code == 405
     assert "use POST" in wrong_method.json()["message"]
+
+
+# -- deferred edits (applied when the store is next used) ----------------------
+
+
+def without_timestamps(profiles: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    skip = {"created_at", "updated_at"}
+    return {i: {k: v for k, v in p.items() if k not in skip} for i, p in profiles.items()}
+
+
+def test_event_edits_carry_the_time_of_their_request(hub, monkeypatch):
+    times = iter(f"2030-01-01T00:00:0{n}+00:00" for n in range(1, 10))
+    monkeypatch.setattr(hub_module, "utc_now", lambda: next(times))
+    post_event(hub, [record("a"), record("b", {"$set": {"plan": "free"}})])  # at :01
+    post_event(hub, [record("b", {"$set": {"plan": "pro"}}), record("c")])  # at :02
+    post_event(hub, record("d"))  # at :03, a single record (no text kept)
+    profiles = hub.profiles()
+    assert list(profiles) == ["a", "b", "c", "d"]
+    assert [(p["created_at"][-11:-6], p["updated_at"][-11:-6]) for p in profiles.values()] == [
+        ("00:01", "00:01"),
+        ("00:01", "00:02"),
+        ("00:02", "00:02"),
+        ("00:03", "00:03"),
+    ]
+    assert profiles["b"]["properties"] == {"plan": "pro"}
+
+
+def test_rest_calls_after_event_edits_see_them_first(hub):
+    post_event(
+        hub,
+        [
+            record(f"u{i}", {"$append": {"$email": f"{i}@ex.com"}}, {"$add": {"n": 1}})
+            for i in range(5)
+        ],
+    )
+    assert send(hub, "DELETE", "v1/user/u0/").status_code == 204
+    patched = send(hub, "PATCH", "v1/user/u1/", {"operations": [{"$add": {"n": 1}}]})
+    assert patched.json()["properties"] == {"n": 2}
+    upserted = send(hub, "POST", "v1/user/u2/", {"$email": ["x@ex.com"]})
+    assert upserted.status_code == 200  # the deferred edit made it
+    assert [e["value"] for e in upserted.json()["$email"]] == ["2@ex.com", "x@ex.com"]
+    send(hub, "DELETE", "v1/bulk/user/", {"distinct_ids": ["u3"]})
+    assert send(hub, "GET", "v1/user/u4/").json()["properties"] == {"n": 1}
+    post_event(hub, record("u0", {"$set": {"back": True}}))
+    assert list(hub.profiles()) == ["u1", "u2", "u4", "u0"]
+    assert hub.properties("u0") == {"back": True}
+
+
+@pytest.mark.parametrize("indent", [None, 1], ids=["as-the-sdk-sends", "indented"])
+def test_event_values_read_the_same_when_applied_later(hub, indent):
+    # the SDK's format is parsed again from its text when applied; others are kept parsed
+    operation = (
+        '{"$set": {"dup": 1, "dup": 2, "float": 1.50, "exp": 1E3, "big": 123456789012345678901, '
+        '"esc": "\\u00e9\\ud83d\\ude00\\n", "raw": "é😀", "null": null, "nested": [{}, []]}}'
+    )
+    records = [
+        record("u1", "OPERATION", {"$append": {"$email": "é@ex.com"}}),
+        record("u1", {"$add": {"float": 1}}),
+    ]
+    body = json.dumps(records, ensure_ascii=False, indent=indent)
+    body = body.replace('"OPERATION"', operation)
+    assert body.startswith("[{") is (indent is None)  # the SDK's format, or not
+    assert post_event(hub, None, data=body.encode()).status_code == 202
+    assert hub.properties("u1") == {**json.loads(operation)["$set"], "float": 2.5}
+    assert hub.properties("u1")["esc"] == "é😀\n"
+    assert hub.channel_values("u1", "$email") == ["é@ex.com"]
+
+
+def test_concurrent_posts_and_reads_end_as_serial_posts_do(hub):
+    writers, requests_each, records_each = 4, 8, 25
+
+    def batch(writer: int, n: int) -> list[dict[str, Any]]:
+        return [
+            record(
+                f"w{writer}-{i % 7}",
+                {"$set": {"last": f"{n}.{i}"}},
+                {"$append": {"$email": f"{n}.{i}@ex.com", "tags": i}},
+                {"$remove": {"$email": f"{n - 1}.{i}@ex.com"}},
+            )
+            for i in range(records_each)
+        ] + [record("shared", {"$add": {"hits": 1}}, {"$append": {"$sms": f"+1555{writer}"}})]
+
+    batches = {w: [batch(w, n) for n in range(requests_each)] for w in range(writers)}
+    reads: list[list[int]] = [[], []]  # each reader's profile counts
+    statuses: list[int] = []
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def write(writer: int) -> None:
+        with requests.Session() as session:
+            for body in batches[writer]:
+                statuses.append(post_event(hub, body, session=session).status_code)
+
+    def read(counts: list[int]) -> None:
+        try:
+            while not stop.is_set():
+                counts.append(len(hub.profiles()))
+                hub.channel_values("shared", "$sms")
+                hub.page_state()
+        except BaseException as error:  # a thread's own exception would go unseen
+            errors.append(error)
+
+    readers = [threading.Thread(target=read, args=(counts,)) for counts in reads]
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+    for thread in readers + threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stop.set()
+    for thread in readers:
+        thread.join()
+    assert not errors
+    assert statuses == [202] * writers * requests_each
+    assert all(reads)
+    assert all(counts == sorted(counts) for counts in reads)  # profiles only ever appear
+
+    serial = ProfileStore()  # each writer's profiles are its own: their order is its own
+    for writer in range(writers):
+        for body in batches[writer]:
+            for r in body:
+                serial.apply(r["distinct_id"], r["$user_operations"])
+    final = without_timestamps(hub.profiles())
+    expected = without_timestamps(serial.all())
+    assert final.pop("shared")["properties"] == {"hits": writers * requests_each}
+    assert sorted(hub.channel_values("shared", "$sms")) == [f"+1555{w}" for w in range(writers)]
+    expected.pop("shared")
+    assert final == expected
+    for w in range(writers):
+        assert [i for i in final if i[1] == str(w)] == [i for i in expected if i[1] == str(w)]
+    assert len(hub.applied_insert_ids) == writers * requests_each * (records_each + 1)
 
 
 # -- request log and wait_for ---------------------------------------------------

@@ -311,3 +311,123 @@ def test_ensure_creates_an_empty_profile_once(store):
     assert store.ensure(ID) is True
     assert store.ensure(ID) is False
     assert store.get(ID)["properties"] == {}
+
+
+# -- deferred edits -------------------------------------------------------------
+
+T1, T2, T3 = (f"2030-01-01T00:00:0{n}+00:00" for n in (1, 2, 3))
+
+EDITS = [  # (now, distinct_id, operations), in arrival order
+    (T1, "a", [{"$set": {"name": "Ada", "plan": "free"}}, {"$append": {"$email": "a@ex.com"}}]),
+    (T1, "b", [{"$append": {"$sms": "+15555550100"}}, {"$add": {"visits": 1}}]),
+    (T1, "c", []),  # no operations: no profile
+    (T2, "a", [{"$remove": {"$email": "a@ex.com"}}, {"$append": {"$email": "new@ex.com"}}]),
+    (T2, "b", [{"$append": {"$androidpush": "t1", "$id_provider": "fcm"}}]),
+    (T3, "c", [{"$set_once": {"plan": "pro"}}, {"$unset": ["missing"]}]),
+    (T3, "a", [{"$add": {"visits": 2}}, {"$set": {"plan": "pro"}}, {"$unset": ["name"]}]),
+]
+
+
+def applied_store() -> ProfileStore:
+    store = ProfileStore()
+    for now, distinct_id, operations in EDITS:
+        store.apply(distinct_id, operations, now)
+    return store
+
+
+def deferred_store() -> ProfileStore:
+    """EDITS deferred in one batch per timestamp, as the hub defers a request's records."""
+    store = ProfileStore()
+    for when in (T1, T2, T3):
+        store.defer([(d, ops) for now, d, ops in EDITS if now == when], when)
+    return store
+
+
+def test_deferred_edits_read_as_if_applied_in_order():
+    deferred, applied = deferred_store(), applied_store()
+    assert deferred.all() == applied.all()
+    assert list(deferred.all()) == ["a", "b", "c"]  # creation order
+    assert deferred.get("a")["created_at"] == T1
+    assert deferred.get("a")["updated_at"] == T3
+    assert deferred.get("c")["created_at"] == T3
+    assert deferred.properties("a") == {"plan": "pro", "visits": 2}
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        lambda s: s.get("a"),
+        lambda s: s.all(),
+        lambda s: s.channel_values("a", "$email"),
+        lambda s: s.properties("b"),
+        lambda s: s.newest(2),
+        len,
+        lambda s: "c" in s,
+    ],
+    ids=["get", "all", "channel_values", "properties", "newest", "len", "contains"],
+)
+def test_every_reader_applies_deferred_edits_first_and_only_then(read):
+    consumed = []
+
+    def edits(when):
+        for now, distinct_id, operations in EDITS:
+            if now == when:
+                consumed.append(distinct_id)
+                yield distinct_id, operations
+
+    store = ProfileStore()
+    for when in (T1, T2, T3):
+        store.defer(edits(when), when)
+    assert consumed == []  # nothing applied (nor parsed, for the hub) until something reads
+    assert read(store) == read(applied_store())
+    assert consumed == ["a", "b", "c", "a", "b", "c", "a"]
+    assert store.all() == applied_store().all()
+
+
+def test_newest_orders_deferred_edits_by_their_timestamps():
+    assert deferred_store().newest(3) == applied_store().newest(3) == ["a", "c", "b"]
+    assert deferred_store().newest(1) == ["a"]
+
+
+def test_apply_after_deferred_edits_comes_after_them():
+    store = deferred_store()
+    store.apply("a", [{"$append": {"$email": "last@ex.com"}}], "2031-01-01T00:00:00+00:00")
+    assert store.channel_values("a", "$email") == ["new@ex.com", "last@ex.com"]
+    assert store.get("a")["updated_at"] == "2031-01-01T00:00:00+00:00"
+    assert store.get("a")["created_at"] == T1
+
+
+def test_delete_after_deferred_edits_deletes_what_they_made():
+    store = deferred_store()
+    assert store.delete("a") is True
+    assert store.get("a") is None
+    assert list(store.all()) == ["b", "c"]
+    store.defer([("a", [{"$set": {"x": 1}}])], T3)
+    store.defer([("b", [{"$set": {"x": 1}}])], T3)
+    assert store.delete("b") is True
+    assert store.get("a") == {
+        "distinct_id": "a",
+        "properties": {"x": 1},
+        "created_at": T3,
+        "updated_at": T3,
+    }
+    assert list(store.all()) == ["c", "a"]
+
+
+def test_upsert_and_ensure_after_deferred_edits():
+    store = deferred_store()
+    assert store.upsert("b", {"$sms": ["+15555550199"], "plan": "pro"}) is False
+    assert store.channel_values("b", "$sms") == ["+15555550100", "+15555550199"]
+    assert store.properties("b") == {"visits": 1, "plan": "pro"}
+    store = deferred_store()
+    assert store.ensure("c") is False
+    assert store.get("c")["properties"] == {"plan": "pro"}
+    assert store.upsert("d", {}) is True  # created after the deferred ones
+    assert list(store.all()) == ["a", "b", "c", "d"]
+
+
+def test_clear_drops_deferred_edits():
+    store = deferred_store()
+    store.clear()
+    assert len(store) == 0
+    assert store.all() == {}
