@@ -80,6 +80,8 @@ class SyncState(models.Model):
     # Unique through Meta.constraints: unique=True would add a second, LIKE index on PostgreSQL.
     distinct_id = models.CharField(max_length=255)
     # No index: nothing looks states up by content type, and every write would pay for one.
+    # No database constraint: Django applies SET_NULL itself when a content type is
+    # deleted, and checking the key on every insert was a third of a backfill's upsert.
     content_type = models.ForeignKey(
         ContentType,
         null=True,
@@ -87,6 +89,7 @@ class SyncState(models.Model):
         on_delete=models.SET_NULL,
         related_name="+",
         db_index=False,
+        db_constraint=False,
     )
     object_id = models.CharField(max_length=64, blank=True)
     content_object = GenericForeignKey("content_type", "object_id")
