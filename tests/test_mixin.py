@@ -10,14 +10,16 @@ import pytest
 from django.db import models
 from django.test.utils import isolate_apps
 
-from django_suprsend.exceptions import SuprsendConfigurationError
+from django_suprsend.exceptions import SuprsendConfigurationError, SuprsendValidationError
 from django_suprsend.mixins import (
     EditBuilder,
     SuprsendProfileMixin,
     channel_values,
     distinct_id_of,
+    error_dict,
     mapping_for,
 )
+from django_suprsend.operations import ProfileEdit
 from tests.testapp.factories import make_customer, make_user
 from tests.testapp.models import Customer, Device, Staff, User
 
@@ -309,3 +311,34 @@ def test_loading_snapshots_tracked_values_without_a_query(
     # Deferred fields are not in the snapshot, nor the methods that could read them.
     assert deferred.__dict__["_suprsend_snapshot"] == {"channel:$email": "ann@example.com"}
     assert "_suprsend_snapshot" not in User(email="x@example.com").__dict__
+
+
+@pytest.mark.parametrize("verb", ["add", "remove"])
+@pytest.mark.parametrize(
+    ("channel", "value"),
+    [
+        (channel, value)
+        for channel in ("$email", "$sms", "$whatsapp", "$slack", "$ms_teams")
+        for value in (
+            "ada@example.com",
+            "+15555550123",
+            "not valid",
+            "",
+            None,
+            7,
+            {"incoming_webhook": {"url": "https://h"}},
+            {},
+        )
+    ],
+)
+def test_a_single_value_channel_builds_what_profile_edit_builds(verb, channel, value) -> None:
+    """The builder's shortcut for channels without a push provider appends what
+    ``ProfileEdit.add_<channel>()``/``remove_<channel>()`` appends, or refuses alike."""
+    builder = EditBuilder("u1")
+    builder.channel(verb, channel, value)
+    edit, errors = ProfileEdit("u1"), []
+    try:
+        getattr(edit, f"{verb}_{channel[1:]}")(value)
+    except SuprsendValidationError as exc:
+        errors.append(error_dict(exc))
+    assert (builder.operations, builder.errors) == (edit.operations, errors)
