@@ -6,6 +6,15 @@ from __future__ import annotations
 import os
 import socket
 
+import pytest
+
+#: Python 3.12+ warns about fork() in a process with threads. In the suite the hub
+#: emulator's threads run in the test process; the command's own process has none
+#: when it forks (see test_backfill_jobs.py, which runs it as manage.py).
+FORK_BESIDE_THREADS = pytest.mark.filterwarnings(
+    "ignore:This process .* is multi-threaded, use of fork:DeprecationWarning"
+)
+
 # The suite's settings, which a child process running another project must not inherit.
 SUITE_SETTINGS = ("DATABASE_URL", "CELERY_", "SUPRSEND_", "DJANGO_")
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from django.core.management.base import CommandError
@@ -16,10 +19,18 @@ from django.core.management.base import CommandError
 from django_suprsend import backfill, backfill_jobs
 from django_suprsend.client import SuprsendClient
 from django_suprsend.models import BackfillCheckpoint, SyncState, SyncStatus
+from django_suprsend.testing import HubEmulator
+from tests.local import FORK_BESIDE_THREADS, environment_without
 from tests.test_backfill import accepted, backfill_cmd, users
 from tests.testapp.models import User
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("hub")]
+REPO = Path(__file__).resolve().parent.parent
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("hub"),
+    FORK_BESIDE_THREADS,
+]
 
 
 def sent_ids(hub, since: int = 0) -> list[str]:
@@ -153,3 +164,36 @@ def test_jobs_inside_a_transaction_are_refused():
 
     with transaction.atomic(), pytest.raises(backfill.BackfillError, match="autocommit"):
         backfill.run(User, backfill.Options(jobs=2))
+
+
+def test_the_command_forks_its_processes_from_a_process_without_threads(tmp_path):
+    """A fork beside threads may deadlock the child (Python 3.12+ warns, and cannot make
+    it an error): run as ``manage.py`` (the example project, on SQLite), the command's
+    process has no thread besides its main one when it starts its jobs."""
+    key, secret = "ws_fork_key", "ws_fork_secret"
+    with HubEmulator(key, secret) as hub:
+        env = {
+            **environment_without(),
+            "DEMO_DIR": str(tmp_path),
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'fork.sqlite3'}",
+            "SUPRSEND_BASE_URL": hub.url,
+            "SUPRSEND_WORKSPACE_KEY": key,
+            "SUPRSEND_WORKSPACE_SECRET": secret,
+        }
+
+        def manage(*args: str) -> subprocess.CompletedProcess[str]:
+            argv = [sys.executable, "-W", "always:This process:DeprecationWarning",
+                    "example_project/manage.py", *args]  # fmt: skip
+            return subprocess.run(  # noqa: S603 - our own argv
+                argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+            )
+
+        for step in (["migrate", "-v0"], ["seed_demo_users", "--users", "40"]):
+            assert manage(*step).returncode == 0, step
+        done = manage("suprsend_backfill", "--jobs", "2", "--batch-size", "5")
+
+        assert "multi-threaded" not in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr, done.stderr
+        assert "40 rows, 38 sent, 2 failed" in done.stdout, done.stdout  # every 20th is refused
+        assert done.returncode == 1  # some failed
+        assert len(hub.profiles()) == 40

@@ -25,7 +25,7 @@ from django_suprsend.exceptions import (
 from django_suprsend.operations import ProfileEdit
 from django_suprsend.retry import RetryPolicy
 from django_suprsend.testing import HubEmulator
-from tests.local import closed_port_url
+from tests.local import FORK_BESIDE_THREADS, closed_port_url
 
 KEY, SECRET, API_KEY = "ws_test_key", "ws_test_secret", "api_test_key"
 FAST = RetryPolicy(max_attempts=4, max_elapsed=10.0, backoff_base=0.01, backoff_max=0.05)
@@ -450,6 +450,7 @@ def test_a_patch_that_timed_out_is_not_sent_again(suprsend_hub):
     assert [r.method for r in suprsend_hub.requests] == ["PATCH"]
 
 
+@FORK_BESIDE_THREADS
 def test_a_forked_process_sends_over_a_connection_pool_of_its_own(client, suprsend_hub):
     client.send_records([ProfileEdit("parent").set("n", 1).to_record(env=KEY, sdk_version="t")])
     inherited = id(client._session)
