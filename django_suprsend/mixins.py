@@ -402,9 +402,10 @@ class EditBuilder:
         self.edit = ProfileEdit(distinct_id)
         self.errors: list[dict[str, str]] = []
 
-    def _call(self, method: str, *args: Any) -> None:
+    def _call(self, function: Callable[..., Any], *args: Any) -> None:
+        """``function(*args)``; what it refuses becomes an error dict."""
         try:
-            getattr(self.edit, method)(*args)
+            function(*args)
         except SuprsendValidationError as exc:
             self.errors.append(error_dict(exc))
 
@@ -425,7 +426,7 @@ class EditBuilder:
 
     def unset(self, keys: list[str]) -> None:
         if keys:
-            self._call("unset", keys)
+            self._call(self.edit.unset, keys)
 
     def channel(self, verb: str, channel: str, value: Any) -> None:
         """``verb`` ("add" or "remove") one channel value, as ``add_<channel>()`` does."""
@@ -442,12 +443,8 @@ class EditBuilder:
 
     def setting(self, key: str, value: Any) -> None:
         """Set ``$preferred_language`` or ``$timezone`` (a ``ZoneInfo`` is sent by its key)."""
-        try:
-            _SETTERS[key](
-                self.edit, value if value.__class__ is str else getattr(value, "key", value)
-            )
-        except SuprsendValidationError as exc:
-            self.errors.append(error_dict(exc))
+        code = value if value.__class__ is str else getattr(value, "key", value)
+        self._call(_SETTERS[key], self.edit, code)
 
     @property
     def operations(self) -> list[dict[str, Any]]:
