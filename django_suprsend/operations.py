@@ -147,7 +147,7 @@ def utf8_size(text: str) -> int:
 
 def record_size(record: dict) -> int:
     """The size the SDK counts for a record: its JSON in UTF-8 bytes."""
-    return len(dumps(record).encode("utf-8"))
+    return utf8_size(dumps(record))
 
 
 def _too_big(distinct_id: Any, size: int) -> SuprsendValidationError:
@@ -163,7 +163,7 @@ def check_record_size(record: dict, *, text: str | None = None) -> int:
 
     ``text`` is the record's :func:`dumps`, when the caller already has it.
     """
-    size = len((dumps(record) if text is None else text).encode("utf-8"))
+    size = utf8_size(dumps(record) if text is None else text)
     if size > MAX_RECORD_BYTES:
         raise _too_big(record.get("distinct_id"), size)
     return size
