@@ -146,10 +146,10 @@ def _listened() -> bool:
 
 def _announce(items: Iterable[tuple[dict[str, Any], str, int | None]]) -> None:
     """Send the signals for ``(row, error, code)`` of each profile (only if someone listens)."""
-    if not _listened():
-        return
     synced = profile_synced.has_listeners()
     failed = profile_sync_failed.has_listeners()
+    if not (synced or failed):
+        return
     for row, error, code in items:
         state = SyncState(**row)
         sender = state.content_type.model_class() if state.content_type_id else None
