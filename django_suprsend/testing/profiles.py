@@ -104,8 +104,8 @@ class ProfileStore:
         self._created: dict[str, str] = {}
         self._properties: dict[str, dict[str, Any]] = {}
         self._channels: dict[tuple[str, str], Stored] = {}
+        # every operator but $set, which _apply does itself (the most common one)
         self._operators: dict[str, Callable[[str, dict[str, Any], Any], None]] = {
-            "$set": self._set,
             "$set_once": self._set_once,
             "$add": self._add,
             "$append": self._append,
@@ -217,9 +217,6 @@ class ProfileStore:
         self._updated[distinct_id] = now
 
     # -- operators: (distinct_id, the profile's properties, operation value) --
-
-    def _set(self, distinct_id: str, properties: dict[str, Any], values: Operation) -> None:
-        properties.update(values)
 
     def _set_once(self, distinct_id: str, properties: dict[str, Any], values: Operation) -> None:
         for key, value in values.items():

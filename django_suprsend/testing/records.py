@@ -269,7 +269,7 @@ def record_error(record: Any, envs: Collection[str]) -> str | None:
         return f'"$schema" must be "2", not {get("$schema")!r}'
     for key in ("$insert_id", "distinct_id"):
         value = get(key)
-        if not isinstance(value, str) or not value:
+        if not _is_text(value):
             return f'"{key}" must be a non-empty string, not {value!r}'
     if type(get("$time")) is not int:
         return f'"$time" must be an integer (epoch milliseconds), not {get("$time")!r}'
