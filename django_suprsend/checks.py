@@ -4,8 +4,13 @@
 - E002: an unknown channel key in ``suprsend_channels``.
 - E003: a source that is neither a field nor an attribute of the model.
 - E004: a ``suprsend_*`` attribute of the wrong type, or an invalid property name.
-- E005: ``settings.SUPRSEND`` cannot be read (unknown key, bad choice).
+- E005: ``settings.SUPRSEND`` cannot be read (unknown key, with a "did you mean" hint;
+  bad choice).
 - W001: ``suprsend_distinct_id`` comes from a field that can change.
+- W004: a workspace secret or API key too short to be a real one.
+
+E001 is not reported when the checks run for a database command (``migrate`` asks for its
+database's checks): applying migrations needs no SuprSend credentials.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from django.apps import AppConfig, apps
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import models
 
+from .client import MIN_CREDENTIAL_LENGTH
 from .conf import suprsend_settings
 from .exceptions import SuprsendConfigurationError
 from .mixins import SuprsendProfileMixin, mapping_problems, source_field
@@ -28,22 +34,49 @@ __all__ = ["check_model", "check_profile_models", "check_settings", "profile_mod
 def check_settings(
     app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[CheckMessage]:
-    """E001 and E005."""
+    """E001, E005 and W004."""
     try:
-        settings = {key: getattr(suprsend_settings, key) for key in ("AUTOSYNC", "WORKSPACE_KEY")}
-        has_secret = bool(suprsend_settings.WORKSPACE_SECRET or suprsend_settings.API_KEY)
+        settings = {
+            key: getattr(suprsend_settings, key)
+            for key in ("AUTOSYNC", "WORKSPACE_KEY", "WORKSPACE_SECRET", "API_KEY")
+        }
     except SuprsendConfigurationError as exc:
         return [Error(str(exc), id="django_suprsend.E005")]
-    if settings["AUTOSYNC"] and not (settings["WORKSPACE_KEY"] and has_secret):
-        return [
+    messages: list[CheckMessage] = [
+        Warning(
+            f"SUPRSEND[{key!r}] is {len(value)} character(s) long: no real SuprSend "
+            "credential is that short, so the hub will refuse it.",
+            hint=f"Copy the whole value from the SuprSend dashboard (at least "
+            f"{MIN_CREDENTIAL_LENGTH} characters).",
+            id="django_suprsend.W004",
+        )
+        for key in ("WORKSPACE_SECRET", "API_KEY")
+        if (value := settings[key]) and len(value) < MIN_CREDENTIAL_LENGTH
+    ]
+    missing = _missing_credentials(settings)
+    if settings["AUTOSYNC"] and missing and kwargs.get("databases") is None:
+        messages.insert(
+            0,
             Error(
-                "SUPRSEND has no credentials, so queued changes can never be sent.",
+                f"SUPRSEND has no {missing}, so queued changes can never be sent.",
                 hint="Set SUPRSEND['WORKSPACE_KEY'] with SUPRSEND['WORKSPACE_SECRET'] (or "
                 "SUPRSEND['API_KEY']), or set SUPRSEND['AUTOSYNC'] = False.",
                 id="django_suprsend.E001",
-            )
-        ]
-    return []
+            ),
+        )
+    return messages
+
+
+def _missing_credentials(settings: dict[str, Any]) -> str:
+    """What the credentials lack, named by key (``""`` when nothing)."""
+    secret = settings["WORKSPACE_SECRET"] or settings["API_KEY"]
+    if settings["WORKSPACE_KEY"] and secret:
+        return ""
+    if secret:
+        return "WORKSPACE_KEY (a secret is set, but not the workspace key it belongs to)"
+    if settings["WORKSPACE_KEY"]:
+        return "WORKSPACE_SECRET or API_KEY (the workspace key is set, but nothing to sign with)"
+    return "credentials (neither WORKSPACE_KEY nor WORKSPACE_SECRET / API_KEY is set)"
 
 
 def profile_models(app_configs: Sequence[AppConfig] | None = None) -> list[type[models.Model]]:

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import platform
+import re
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
@@ -51,6 +52,10 @@ _TRANSIENT_ERRORS = (
     requests.exceptions.ChunkedEncodingError,
 )
 _MASK = "********"
+# No real workspace secret or API key is this short: a shorter one is masked only where it
+# stands as a whole token, never as a bare substring of other words (a secret "s" would
+# otherwise mask every letter s of a log line). checks.W004 warns about such a credential.
+MIN_CREDENTIAL_LENGTH = 12
 # The request went out and no answer came back: it may have been applied.
 _UNSAFE_TO_REPEAT = ("ReadTimeout", "ChunkedEncodingError")
 
@@ -58,17 +63,30 @@ _UNSAFE_TO_REPEAT = ("ReadTimeout", "ChunkedEncodingError")
 class _Secret:
     """A credential that does not show itself in ``repr``, ``str`` or ``vars()``."""
 
-    __slots__ = ("_value",)
+    __slots__ = ("_token", "_value")
 
     def __init__(self, value: str) -> None:
         self._value = value
+        self._token = (
+            None
+            if len(value) >= MIN_CREDENTIAL_LENGTH
+            else re.compile(rf"(?<![\w.~+/=-]){re.escape(value)}(?![\w.~+/=-])")
+        )
 
     def reveal(self) -> str:
         return self._value
 
     def scrub(self, text: str) -> str:
-        """``text`` with every occurrence of the secret masked."""
-        return text.replace(self._value, _MASK) if self._value in text else text
+        """``text`` with the secret masked wherever it stands in it.
+
+        A credential of a real length is masked wherever it occurs; a shorter one only
+        where it is a whole token (delimited as a header value, a JSON string or a word).
+        """
+        if not self._value or self._value not in text:
+            return text
+        if self._token is None:
+            return text.replace(self._value, _MASK)
+        return self._token.sub(_MASK, text)
 
     def __repr__(self) -> str:
         return repr(_MASK)

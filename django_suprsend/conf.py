@@ -6,6 +6,8 @@ key, rebuilt when a test changes ``settings.SUPRSEND`` (``override_settings``).
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings as django_settings
@@ -56,6 +58,17 @@ CHOICES = {
 }
 
 
+def did_you_mean(names: Iterable[str], known: Iterable[str]) -> str:
+    """``" (did you mean 'X'?)"`` for the names that are close to a known one, else ``""``."""
+    known = list(known)
+    hints = [
+        f"{name!r} -> {match[0]!r}"
+        for name in names
+        if (match := difflib.get_close_matches(name, known, n=1, cutoff=0.6))
+    ]
+    return f" (did you mean {', '.join(hints)}?)" if hints else ""
+
+
 class SuprsendSettings:
     """Attribute access to ``settings.SUPRSEND`` merged over :data:`DEFAULTS`."""
 
@@ -69,7 +82,8 @@ class SuprsendSettings:
         unknown = sorted(set(user) - set(DEFAULTS))
         if unknown:
             raise SuprsendConfigurationError(
-                f"settings.SUPRSEND has unknown keys {unknown}; known keys: {sorted(DEFAULTS)}"
+                f"settings.SUPRSEND has unknown keys {unknown}{did_you_mean(unknown, DEFAULTS)}; "
+                f"known keys: {sorted(DEFAULTS)}"
             )
         merged = {**DEFAULTS, **user}
         for key, allowed in CHOICES.items():

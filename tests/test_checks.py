@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 from django.core import checks as django_checks
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
 from django.db import models
 from django.test import override_settings
 from django.test.utils import isolate_apps
@@ -14,6 +16,8 @@ from django.test.utils import isolate_apps
 from django_suprsend.checks import check_model, check_profile_models, check_settings
 from django_suprsend.mixins import SuprsendProfileMixin
 from tests.testapp.models import Customer
+
+SECRET = "ws_secret_of_a_real_length"
 
 
 def ids(messages: list[Any]) -> list[str]:
@@ -37,22 +41,66 @@ def profile_model(**attributes: Any) -> type[models.Model]:
 @pytest.mark.parametrize(
     ("suprsend", "expected"),
     [
-        ({"WORKSPACE_KEY": "k", "WORKSPACE_SECRET": "s"}, []),
-        ({"WORKSPACE_KEY": "k", "API_KEY": "a"}, []),
+        ({"WORKSPACE_KEY": "k", "WORKSPACE_SECRET": SECRET}, []),
+        ({"WORKSPACE_KEY": "k", "API_KEY": SECRET}, []),
         ({"WORKSPACE_KEY": "k"}, ["django_suprsend.E001"]),
-        ({"WORKSPACE_SECRET": "s"}, ["django_suprsend.E001"]),
+        ({"WORKSPACE_SECRET": SECRET}, ["django_suprsend.E001"]),
         ({}, ["django_suprsend.E001"]),
         ({"AUTOSYNC": False}, []),
-        ({"WORKSPACE_KEY": "k", "WORKSPACE_SECRET": "s", "TYPO": 1}, ["django_suprsend.E005"]),
-        ({"WORKSPACE_KEY": "k", "API_KEY": "a", "ON_DELETE": "drop"}, ["django_suprsend.E005"]),
+        ({"WORKSPACE_KEY": "k", "WORKSPACE_SECRET": SECRET, "TYPO": 1}, ["django_suprsend.E005"]),
+        (
+            {"WORKSPACE_KEY": "k", "API_KEY": SECRET, "ON_DELETE": "drop"},
+            ["django_suprsend.E005"],
+        ),
+        ({"WORKSPACE_KEY": "k", "WORKSPACE_SECRET": "s"}, ["django_suprsend.W004"]),
+        ({"WORKSPACE_KEY": "k", "API_KEY": "short-key"}, ["django_suprsend.W004"]),
+        ({"WORKSPACE_SECRET": "s"}, ["django_suprsend.E001", "django_suprsend.W004"]),
     ],
 )
 def test_settings_checks(suprsend: dict, expected: list[str]) -> None:
     with override_settings(SUPRSEND=suprsend):
         messages = check_settings()
     assert ids(messages) == expected
-    if expected == ["django_suprsend.E001"]:
+    if expected[:1] == ["django_suprsend.E001"]:
         assert "WORKSPACE_SECRET" in messages[0].hint
+
+
+@pytest.mark.parametrize(
+    ("suprsend", "named"),
+    [
+        ({"WORKSPACE_SECRET": SECRET}, "SUPRSEND has no WORKSPACE_KEY (a secret is set"),
+        ({"API_KEY": SECRET}, "SUPRSEND has no WORKSPACE_KEY (a secret is set"),
+        ({"WORKSPACE_KEY": "k"}, "SUPRSEND has no WORKSPACE_SECRET or API_KEY"),
+        ({}, "SUPRSEND has no credentials (neither WORKSPACE_KEY nor"),
+    ],
+)
+def test_missing_credentials_are_named(suprsend: dict, named: str) -> None:
+    with override_settings(SUPRSEND=suprsend):
+        (message,) = check_settings()
+    assert message.msg.startswith(named)
+
+
+def test_a_short_secret_warning_names_the_key_and_length_never_the_value() -> None:
+    with override_settings(SUPRSEND={"WORKSPACE_KEY": "k", "WORKSPACE_SECRET": "sekrit"}):
+        (message,) = check_settings()
+    assert "SUPRSEND['WORKSPACE_SECRET'] is 6 character(s) long" in message.msg
+    assert "sekrit" not in message.msg + message.hint
+
+
+def test_an_unknown_settings_key_gets_a_did_you_mean_hint() -> None:
+    with override_settings(SUPRSEND={"WORKSPACE_KEY": "k", "API_KEY": SECRET, "BATCH_SIZ": 10}):
+        (message,) = check_settings()
+    assert message.id == "django_suprsend.E005"
+    assert "did you mean 'BATCH_SIZ' -> 'BATCH_SIZE'?" in message.msg
+
+
+@pytest.mark.django_db(transaction=True)
+def test_missing_credentials_block_check_but_not_migrate() -> None:
+    """E001 stops ``check`` (and runserver), not ``migrate``: a migration needs no credentials."""
+    with override_settings(SUPRSEND={}):
+        with pytest.raises(SystemCheckError, match="django_suprsend.E001"):
+            call_command("check")
+        call_command("migrate", verbosity=0, skip_checks=False)
 
 
 def test_the_checks_are_registered() -> None:

@@ -348,6 +348,29 @@ def test_secret_echoed_by_the_hub_is_masked(client, suprsend_hub):
     assert "bad secret ********" in str(raised.value)
 
 
+@pytest.mark.parametrize("secret", ["s", "e", "ws_", "0"])
+def test_a_short_secret_is_masked_as_a_token_not_as_letters(secret):
+    """A secret too short to be real masks only where it stands whole: the transport's
+    error text (full of the letters of "s") stays readable."""
+    with HubEmulator(KEY, secret) as hub:
+        hub.fail_next(1, status=400, body=f'{{"message": "bad secret {secret}"}}')
+        client = SuprsendClient(KEY, secret, base_url=hub.url, retry=FAST)
+        with pytest.raises(SuprsendAPIError) as raised:
+            client.get_user("42")
+        client.close()
+    echoed = str(raised.value)
+    assert f"bad secret {secret}" not in echoed
+    assert '{"message": "bad secret ********"}' in echoed
+    dead = SuprsendClient(KEY, secret, base_url=closed_port_url(), retry=FAST)
+    with pytest.raises(SuprsendTransportError) as raised:
+        dead.get_user("42")
+    dead.close()
+    text = str(raised.value)
+    assert "********" not in text
+    assert "ConnectionError" in text
+    assert "Connection refused" in text or "Max retries" in text
+
+
 @pytest.mark.parametrize(
     ("args", "options", "message"),
     [
