@@ -98,7 +98,7 @@ def test_an_unknown_settings_key_gets_a_did_you_mean_hint() -> None:
 def test_missing_credentials_block_check_but_not_migrate() -> None:
     """E001 stops ``check`` (and runserver), not ``migrate``: a migration needs no credentials."""
     with override_settings(SUPRSEND={}):
-        with pytest.raises(SystemCheckError, match="django_suprsend.E001"):
+        with pytest.raises(SystemCheckError, match=r"django_suprsend\.E001"):
             call_command("check")
         call_command("migrate", verbosity=0, skip_checks=False)
 
