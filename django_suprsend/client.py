@@ -427,8 +427,16 @@ class _BulkSender:
     def _outcome(self, chunk: Chunk, response: requests.Response) -> BulkResponse:
         status = response.status_code
         if 200 <= status < 300:
-            self.degraded = False
-            return BulkResponse.delivered(chunk.records)
+            foreign = _foreign_answer(response)
+            if foreign is None:
+                self.degraded = False
+                return BulkResponse.delivered(chunk.records)
+            # Not the hub's answer (a proxy's or captive portal's page): nothing says the
+            # records were applied, so they go again later under the same $insert_ids.
+            self.degraded = True
+            return BulkResponse.failed(
+                chunk.records, self.client._secret.scrub(foreign), status, retryable=True
+            )
         text = self.client._error_text(response)
         if status in AUTH_ERRORS:
             path = self.client._base_path + "event/"
@@ -612,6 +620,25 @@ def _error_class(status: int) -> type[SuprsendAPIError]:
     if status == 404:
         return SuprsendNotFound
     return SuprsendAPIError
+
+
+_FOREIGN_PREVIEW = 200  # characters of a foreign answer kept in the error
+
+
+def _foreign_answer(response: requests.Response) -> str | None:
+    """Why a 2xx answer is not the hub's (its JSON object), or None when it is."""
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = None
+    if isinstance(answer, dict):
+        return None
+    preview = response.text[:_FOREIGN_PREVIEW]
+    return (
+        f"HTTP {response.status_code} whose body is not the hub's JSON answer (a proxy or "
+        f"captive portal in the way?), so the records may not have been applied; it began "
+        f"{preview!r}"
+    )
 
 
 def _decode(response: requests.Response, method: str, request_uri: str) -> Any:

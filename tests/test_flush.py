@@ -142,6 +142,37 @@ def test_transient_failures_stop_after_max_attempts(hub):
     assert state("r2").status == SyncStatus.FAILED
 
 
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [(200, "<html>oops</html>"), (202, "not json"), (200, "[1, 2]"), (204, "")],
+)
+def test_a_2xx_that_is_not_the_hubs_answer_is_retried_then_reported(hub, status, body):
+    """A proxy's or captive portal's page with a 2xx status applied nothing: the records are
+    not marked synced, go again under the same $insert_id, and the error shows the body."""
+    queue("h1")
+    hub.fail_next(1, status=status, body=body)
+    assert flush().retrying == 1
+    entry = OutboxEntry.objects.get()
+    assert entry.status == Status.PENDING
+    assert state("h1").status == SyncStatus.RETRYING
+    assert f"HTTP {status} whose body is not the hub's JSON answer" in state("h1").last_error
+    assert repr(body[:200]) in state("h1").last_error
+    assert hub.profile("h1") is None
+
+    OutboxEntry.objects.update(next_attempt_at=timezone.now())
+    assert flush().synced == 1
+    assert list(hub.insert_id_counts) == [outbox.record_insert_id(entry.insert_id, "h1")]
+    assert hub.profile("h1") is not None
+
+    queue("h2")
+    for _ in range(3):
+        hub.fail_next(1, status=status, body=body)
+        OutboxEntry.objects.filter(status=Status.PENDING).update(next_attempt_at=timezone.now())
+        flush()
+    assert state("h2").status == SyncStatus.FAILED
+    assert "not the hub's JSON answer" in state("h2").last_error
+
+
 def test_delete_supersedes_earlier_edits_and_later_ones_wait(hub):
     queue("d1")
     flush()
