@@ -100,6 +100,8 @@ def flush_once(
         *_send_deletes(client, claim, plan.deletes),
         *_send_edits(client, claim, plan.edits),
     ]
+    if claim.lost:  # the lease ran out mid-send: those outcomes are another worker's now
+        outcomes = [o for o in outcomes if not any(e.id in claim.lost for e in o.entries)]
     record(outcomes, using=using)
     for outcome in outcomes:
         if outcome.status == SyncStatus.SYNCED:

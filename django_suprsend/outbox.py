@@ -290,7 +290,7 @@ def claim(limit: int, *, using: str = "default", lease_seconds: float | None = N
         .order_by("id")
         .values_list(*Entry.__slots__)
     )
-    claimed = Claim(token=token, using=using, entries=[Entry(*row) for row in rows])
+    claimed = Claim(token=token, using=using, entries=[Entry(*row) for row in rows], until=until)
     claimed.hold_back_out_of_order()
     return claimed
 
@@ -334,6 +334,40 @@ class Claim:
     using: str
     entries: list[Entry]
     released: list[int] = field(default_factory=list)
+    until: datetime | None = None  # the lease's end
+    #: Entries this claim no longer holds: its lease ran out and another worker claimed
+    #: them, so their outcome is that worker's to write, not this one's.
+    lost: set[int] = field(default_factory=set)
+
+    def still_held(self, entries: list[Entry]) -> list[Entry]:
+        """``entries`` less those lost with the lease (a query only once the lease has run out:
+        before that, no other worker can have claimed them)."""
+        if self.until is None or timezone.now() < self.until:
+            return entries
+        ids = set(
+            OutboxEntry.objects.using(self.using)
+            .filter(id__in=[e.id for e in entries], claimed_by=self.token, status=Status.PENDING)
+            .values_list("id", flat=True)
+        )
+        self._lose(e for e in entries if e.id not in ids)
+        return [e for e in entries if e.id in ids]
+
+    def written(self, entries: list[Entry], rows: int) -> None:
+        """An outcome UPDATE of ``entries`` changed ``rows`` rows: fewer means that the lease was
+        lost meanwhile, and the outcome of all of them is left to the worker that holds them."""
+        if rows < len(entries):
+            self._lose(entries)
+
+    def _lose(self, entries: Iterable[Entry]) -> None:
+        lost = {e.id for e in entries} - self.lost
+        if lost:
+            self.lost |= lost
+            logger.warning(
+                "SuprSend outbox: the lease of claim %s ran out while it was sending; %d "
+                "entries were claimed again by another worker, which records their outcome",
+                self.token,
+                len(lost),
+            )
 
     def hold_back_out_of_order(self) -> None:
         """Release, per profile, the held entries that come after an unsent one we do not hold."""
@@ -407,14 +441,15 @@ def mark_sent(claim_: Claim, entries: list[Entry]) -> None:
     (a scan for the token would lock rows another worker is claiming: MariaDB
     deadlocks).
     """
+    entries = claim_.still_held(entries)
     if not entries:
         return
     manager = OutboxEntry.objects.using(claim_.using)
     if connections[claim_.using].vendor == "postgresql":
         rows = manager.filter(claimed_by=claim_.token, status=Status.PENDING)
     else:
-        rows = manager.filter(id__in=[e.id for e in entries])
-    rows.update(
+        rows = manager.filter(id__in=[e.id for e in entries], claimed_by=claim_.token)
+    written = rows.update(
         status=Status.SENT,
         sent_at=timezone.now(),
         claimed_by="",
@@ -423,6 +458,7 @@ def mark_sent(claim_: Claim, entries: list[Entry]) -> None:
         last_error_code=None,
         attempts=models.F("attempts") + 1,
     )
+    claim_.written(entries, written)
 
 
 def mark_failed(
@@ -441,12 +477,16 @@ def mark_failed(
     permanent ones (and exhausted ones) are failed for good. The entries keep
     their tag, so that their retry is the same record to the hub.
     """
+    entries = claim_.still_held(entries)
     if not entries:
         return False
     attempts = max(entry.attempts for entry in entries) + 1
     again = retryable and attempts < suprsend_settings.MAX_ATTEMPTS
     now = timezone.now()
-    OutboxEntry.objects.using(claim_.using).filter(id__in=[e.id for e in entries]).update(
+    rows = OutboxEntry.objects.using(claim_.using).filter(
+        id__in=[e.id for e in entries], claimed_by=claim_.token
+    )
+    written = rows.update(
         status=Status.PENDING if again else Status.FAILED,
         attempts=attempts,
         next_attempt_at=now + timedelta(seconds=max(backoff_seconds(attempts), not_before or 0))
@@ -457,6 +497,7 @@ def mark_failed(
         last_error=error[:4000],
         last_error_code=code,
     )
+    claim_.written(entries, written)
     for entry in entries:
         entry.attempts = attempts
-    return again
+    return again and written == len(entries)

@@ -10,6 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from django_suprsend import outbox
+from django_suprsend.client import SuprsendClient
 from django_suprsend.flush import flush, flush_once
 from django_suprsend.models import OutboxEntry, SyncState, SyncStatus
 from django_suprsend.operations import ProfileEdit
@@ -171,6 +172,57 @@ def test_a_2xx_that_is_not_the_hubs_answer_is_retried_then_reported(hub, status,
         flush()
     assert state("h2").status == SyncStatus.FAILED
     assert "not the hub's JSON answer" in state("h2").last_error
+
+
+def _expire_leases() -> None:
+    OutboxEntry.objects.exclude(claimed_by="").update(
+        claimed_until=timezone.now() - timedelta(seconds=1)
+    )
+
+
+@pytest.mark.parametrize("late_answer", [503, 400, 202])
+def test_a_late_worker_never_overwrites_the_outcome_of_the_worker_that_took_over(hub, late_answer):
+    """Worker A's lease runs out while it is still sending; worker B claims and delivers the
+    entries; A's answer then comes back. Whatever it is, A writes nothing: neither the
+    outbox rows nor the sync states."""
+    queue("late-1")
+    queue("late-2")
+    client = SuprsendClient("ws_test_key", "ws_test_secret", base_url=hub.url)  # worker A's
+    send = client.send_records
+
+    def slow_send(records):
+        _expire_leases()  # A is still waiting for the hub; B takes over
+        assert flush().synced == 2
+        if late_answer != 202:
+            hub.fail_next(1, status=late_answer)
+        return send(records)
+
+    client.send_records = slow_send
+    late = flush_once(client=client)
+    client.close()
+
+    assert (late.synced, late.retrying, late.failed) == (0, 0, 0)
+    assert set(OutboxEntry.objects.values_list("status", "claimed_by")) == {(Status.SENT, "")}
+    assert {s.status for s in SyncState.objects.all()} == {SyncStatus.SYNCED}
+    assert OutboxEntry.objects.filter(attempts=1).count() == 2
+
+
+def test_an_outcome_write_checks_the_lease_it_was_claimed_under(hub):
+    queue("lease-1")
+    claim_a = outbox.claim(10)
+    _expire_leases()
+    claim_b = outbox.claim(10)
+    assert [e.id for e in claim_b.entries] == [e.id for e in claim_a.entries]
+
+    assert not outbox.mark_failed(claim_a, claim_a.entries, error="late", code=503, retryable=True)
+    outbox.mark_sent(claim_a, claim_a.entries)
+    entry = OutboxEntry.objects.get()
+    assert (entry.status, entry.claimed_by, entry.attempts) == (Status.PENDING, claim_b.token, 0)
+    assert claim_a.lost == {entry.id}
+
+    outbox.mark_sent(claim_b, claim_b.entries)
+    assert OutboxEntry.objects.get().status == Status.SENT
+    assert not claim_b.lost
 
 
 def test_delete_supersedes_earlier_edits_and_later_ones_wait(hub):
