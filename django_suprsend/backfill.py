@@ -40,7 +40,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 from . import outbox
 from .bulk import BulkResponse
 from .checks import profile_models
-from .client import SuprsendClient
+from .client import AUTH_ERRORS, SuprsendClient
 from .client_factory import get_client
 from .exceptions import SuprsendValidationError
 from .mixins import SuprsendProfileMixin, distinct_id_of, error_dict, untracked_loads
@@ -119,6 +119,7 @@ class Stats:
     invalid: list[tuple[Any, str, str]] = field(default_factory=list)  # (pk, distinct_id, msg)
     invalid_count: int = 0
     resumed_after: str | None = None
+    refused_credentials: int = 0  # failed because the hub refused the credentials (401/403)
 
     def add(self, other: Stats) -> None:
         self.rows += other.rows
@@ -126,6 +127,7 @@ class Stats:
         self.failed += other.failed
         self.skipped += other.skipped
         self.invalid_count += other.invalid_count
+        self.refused_credentials += other.refused_credentials
         self.invalid.extend(other.invalid[: INVALID_SHOWN - len(self.invalid)])
 
 
@@ -490,6 +492,9 @@ def _record_sent(
             failed.append(_failed(row, failure, content_type_id))
     batch.stats.sent += len(synced)
     batch.stats.failed += len(failed)
+    batch.stats.refused_credentials += sum(
+        1 for f in failures.values() if f.get("code") in AUTH_ERRORS
+    )
     record_synced(synced, using=using)
     record(failed, using=using)
 

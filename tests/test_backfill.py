@@ -216,6 +216,23 @@ def test_exit_status_two_when_nothing_is_delivered(hub):
     assert state.last_failed_record["record"] is not None
 
 
+def test_a_wrong_secret_is_named_as_the_cause_and_no_futile_rerun_is_advised(hub, settings):
+    users(2)
+    settings.SUPRSEND = {**settings.SUPRSEND, "WORKSPACE_SECRET": "ws_wrong_secret_value"}
+    stderr = StringIO()
+
+    with pytest.raises(SystemExit) as exit_info:
+        call_command("suprsend_backfill", "testapp.User", stdout=StringIO(), stderr=stderr)
+
+    assert exit_info.value.code == 2
+    err = stderr.getvalue()
+    assert "2 profiles failed: the hub refused the credentials" in err
+    assert "SUPRSEND['WORKSPACE_SECRET']" in err
+    assert "--only-failed" not in err
+    assert "ws_wrong_secret_value" not in err
+    assert set(SyncState.objects.values_list("last_error_code", flat=True)) == {401}
+
+
 def test_exit_status_one_on_partial_failure(hub):
     ok, bad = users(2)
     hub.reject_records(lambda record: record["distinct_id"] == str(bad.pk), status=400)

@@ -169,6 +169,16 @@ class Command(BaseCommand):
         )
         if not total.failed:
             return 0
+        if total.refused_credentials:
+            self.stderr.write(
+                f"{total.failed} profiles failed: the hub refused the credentials "
+                f"({total.refused_credentials} records answered 401/403), so nothing can be "
+                "sent until they are fixed. Check SUPRSEND['WORKSPACE_KEY'] and "
+                "SUPRSEND['WORKSPACE_SECRET'] (or SUPRSEND['API_KEY']) against the SuprSend "
+                "dashboard, and the server's clock (a signed Date far from the hub's is "
+                "refused); then run the same command again."
+            )
+            return 1 if total.sent else 2
         self.stderr.write(
             f"{total.failed} profiles failed; see the SuprSend sync states in the admin, "
             "then rerun with --only-failed."
