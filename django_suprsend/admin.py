@@ -40,6 +40,7 @@ from django.utils.translation import ngettext
 
 from . import outbox
 from .api import sync, unset_channels
+from .bulk import LOCAL_ERROR_CODES
 from .mixins import SuprsendProfileMixin, mapping_for
 from .models import OutboxEntry, SyncState, SyncStatus
 from .operations import CHANNEL_KEYS, ProfileEdit
@@ -281,11 +282,17 @@ class ErrorCodeFilter(admin.SimpleListFilter):
             .values_list("last_error_code", flat=True)
             .distinct()
         )
-        return [(str(code), str(code)) for code in codes]
+        return [(str(code), _code_label(code)) for code in codes]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         value = self.value()
         return queryset.filter(last_error_code=value) if value and value.isdigit() else queryset
+
+
+def _code_label(code: int) -> str:
+    """An HTTP status as it is; the codes of ours by what they mean."""
+    label = LOCAL_ERROR_CODES.get(code)
+    return f"{label} ({code})" if label else str(code)
 
 
 @admin.register(SyncState)

@@ -449,17 +449,18 @@ def _entry(row: _Row, content_type_id: int) -> outbox.Entry:
     )
 
 
-def _failed(row: _Row, failure: dict[str, Any] | None, content_type_id: int) -> Outcome:
-    """The outcome of a row not delivered whole (``failure``: the hub's, if it was not sent)."""
+def _failed(
+    row: _Row, failure: dict[str, Any] | None, code: int | None, content_type_id: int
+) -> Outcome:
+    """The outcome of a row not delivered whole (``failure``: the hub's, if it was not sent;
+    ``code``: what ``last_error_code`` keeps for it)."""
     entries = [_entry(row, content_type_id)]
     if failure is None:
         # Refused values: the valid ones (if any) went, the profile is failed until fixed.
         return refused(entries, row.errors, row.record, delivered=row.record is not None)
     error = str(failure["error"])
     failed_record = {"record": failure["record"], "error": error, "code": failure["code"]}
-    return Outcome(
-        entries, SyncStatus.FAILED, error=error, code=failure["code"], failed_record=failed_record
-    )
+    return Outcome(entries, SyncStatus.FAILED, error=error, code=code, failed_record=failed_record)
 
 
 def _recorder(
@@ -489,7 +490,8 @@ def _record_sent(
         if row.record is not None and failure is None and not row.errors:
             synced.append((row.distinct_id, content_type_id, str(row.instance.pk)))
         else:
-            failed.append(_failed(row, failure, content_type_id))
+            code = None if failure is None or response is None else response.stored_code(failure)
+            failed.append(_failed(row, failure, code, content_type_id))
     batch.stats.sent += len(synced)
     batch.stats.failed += len(failed)
     batch.stats.refused_credentials += sum(

@@ -21,6 +21,12 @@ FailedRecord = dict[str, Any]
 #: The code a record that never went on the wire is reported with (as the SDK does).
 NOT_SENT_CODE = 500
 
+#: What a failure is stored as in ``last_error_code`` when the hub gave no HTTP status for it
+#: (the hub's own statuses are 100-599): the SDK's 500 would mix these with real hub 500s.
+REFUSED_LOCALLY = 0  # refused before sending: a value or a record the hub would refuse
+NO_ANSWER = 1  # sent, but no answer came back (connection refused or dropped, timeout)
+LOCAL_ERROR_CODES = {REFUSED_LOCALLY: "refused before sending", NO_ANSWER: "no answer from the hub"}
+
 
 @dataclass(repr=False)
 class BulkResponse:
@@ -58,6 +64,23 @@ class BulkResponse:
     retryable: list[FailedRecord] = field(default_factory=list)
     succeeded_insert_ids: list[str] = field(default_factory=list)
     retry_after: float | None = None
+    unsent: list[FailedRecord] = field(default_factory=list)  # no HTTP status came for these
+
+    def stored_code(self, failure: FailedRecord) -> int:
+        """``failure``'s code as ``last_error_code`` keeps it: the hub's HTTP status, or
+        :data:`REFUSED_LOCALLY` / :data:`NO_ANSWER` where the hub gave none."""
+        if failure["code"] != NOT_SENT_CODE or id(failure) not in self._ids("unsent"):
+            return int(failure["code"])
+        return NO_ANSWER if id(failure) in self._ids("retryable") else REFUSED_LOCALLY
+
+    def _ids(self, name: str) -> set[int]:
+        """The ids of the failures in list ``name``, built once per length of that list."""
+        failures: list[FailedRecord] = getattr(self, name)
+        cached = self.__dict__.setdefault("_id_sets", {}).get(name)
+        if cached is None or cached[0] != len(failures):
+            cached = (len(failures), {id(f) for f in failures})
+            self.__dict__["_id_sets"][name] = cached
+        return cached[1]
 
     @classmethod
     def delivered(cls, records: Sequence[Record]) -> BulkResponse:
@@ -71,9 +94,16 @@ class BulkResponse:
 
     @classmethod
     def failed(
-        cls, records: Sequence[Record], error: str, code: int, *, retryable: bool = False
+        cls,
+        records: Sequence[Record],
+        error: str,
+        code: int,
+        *,
+        retryable: bool = False,
+        unsent: bool = False,
     ) -> BulkResponse:
-        """All ``records`` failed with the same ``error`` and ``code``."""
+        """All ``records`` failed with the same ``error`` and ``code`` (``unsent``: the hub
+        gave no status for them)."""
         failed = [{"record": r, "error": error, "code": code} for r in records]
         return cls(
             status="fail",
@@ -81,6 +111,7 @@ class BulkResponse:
             failure=len(records),
             failed_records=failed,
             retryable=list(failed) if retryable else [],
+            unsent=list(failed) if unsent else [],
         )
 
     def merge(self, other: BulkResponse) -> None:
@@ -100,6 +131,7 @@ class BulkResponse:
         self.failed_records.extend(other.failed_records)
         self.warnings.extend(other.warnings)
         self.retryable.extend(other.retryable)
+        self.unsent.extend(other.unsent)
         self.succeeded_insert_ids.extend(other.succeeded_insert_ids)
         if other.retry_after is not None:
             self.retry_after = max(self.retry_after or 0.0, other.retry_after)

@@ -231,7 +231,7 @@ class SuprsendClient:
         not_sent = BulkResponse()
 
         def reject(record: Record, reason: str) -> None:
-            not_sent.merge(BulkResponse.failed([record], reason, NOT_SENT_CODE))
+            not_sent.merge(BulkResponse.failed([record], reason, NOT_SENT_CODE, unsent=True))
 
         sent = BulkResponse()
         for outcome in _send_ahead(_BulkSender(self).send, chunk_records(records, reject)):
@@ -421,7 +421,9 @@ class _BulkSender:
             response = self.client._send("POST", "event/", chunk.body(), policy)
         except SuprsendTransportError as exc:
             self.degraded = True
-            return BulkResponse.failed(chunk.records, str(exc), NOT_SENT_CODE, retryable=True)
+            return BulkResponse.failed(
+                chunk.records, str(exc), NOT_SENT_CODE, retryable=True, unsent=True
+            )
         return self._outcome(chunk, response)
 
     def _outcome(self, chunk: Chunk, response: requests.Response) -> BulkResponse:

@@ -13,7 +13,7 @@ from itertools import takewhile
 from typing import Any
 
 from . import outbox
-from .bulk import BulkResponse
+from .bulk import NO_ANSWER, REFUSED_LOCALLY, BulkResponse
 from .client import SuprsendClient
 from .client_factory import get_client
 from .conf import suprsend_settings
@@ -182,11 +182,12 @@ def _send_edits(
             delivered.extend(entries)
             outcomes.append(_delivered(entries, record_, errors))
             continue
+        code = response.stored_code(failure)
         again = outbox.mark_failed(
             claim,
             entries,
             error=str(failure["error"]),
-            code=failure["code"],
+            code=code,
             retryable=id(failure) in retryable,
             not_before=response.retry_after,
         )
@@ -195,7 +196,7 @@ def _send_edits(
                 entries,
                 SyncStatus.RETRYING if again else SyncStatus.FAILED,
                 error=str(failure["error"]),
-                code=failure["code"],
+                code=code,
                 failed_record=_as_json(failure),
             )
         )
@@ -222,7 +223,7 @@ def _send_deletes(
     try:
         client.bulk_delete_users(ids)
     except SuprsendError as exc:
-        code = exc.status_code if isinstance(exc, SuprsendAPIError) else None
+        code = exc.status_code if isinstance(exc, SuprsendAPIError) else NO_ANSWER
         retry = isinstance(exc, SuprsendTransportError) or (
             code is not None and is_retryable_status(code)
         )
@@ -241,7 +242,9 @@ def _refuse(claim: outbox.Claim, groups: list[list[outbox.Entry]]) -> list[Outco
     outcomes = []
     for entries in groups:
         outcome = refused(entries, [err for e in entries for err in e.errors], delivered=False)
-        outbox.mark_failed(claim, entries, error=outcome.error, code=None, retryable=False)
+        outbox.mark_failed(
+            claim, entries, error=outcome.error, code=REFUSED_LOCALLY, retryable=False
+        )
         outcomes.append(outcome)
     return outcomes
 

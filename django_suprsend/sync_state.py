@@ -14,6 +14,7 @@ from typing import Any
 from django.db import connections
 from django.utils import timezone
 
+from .bulk import REFUSED_LOCALLY
 from .models import SyncState, SyncStatus
 from .outbox import Entry
 from .signals import profile_sync_failed, profile_synced
@@ -67,7 +68,12 @@ def refused(
     message = validation_message(errors)
     failed_record = {"record": record_, "error": message, "code": None, "refused": errors}
     return Outcome(
-        entries, SyncStatus.FAILED, error=message, failed_record=failed_record, delivered=delivered
+        entries,
+        SyncStatus.FAILED,
+        error=message,
+        code=REFUSED_LOCALLY,
+        failed_record=failed_record,
+        delivered=delivered,
     )
 
 

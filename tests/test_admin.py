@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from django_suprsend import paused
+from django_suprsend.bulk import NO_ANSWER, REFUSED_LOCALLY
 from django_suprsend.models import OutboxEntry, SyncState, SyncStatus
 from tests.testapp.factories import clear, entries, make_user, override_suprsend
 from tests.testapp.models import User
@@ -170,6 +171,24 @@ def test_filters_search_and_date_hierarchy(
     )
     rows = shown(admin_client.get(STATES, query))
     assert sorted(state.distinct_id for state in rows) == expected
+
+
+def test_error_code_filter_names_local_refusals_apart_from_hub_statuses(
+    admin_client: Client,
+) -> None:
+    make_state(distinct_id="local", last_error_code=REFUSED_LOCALLY)
+    make_state(distinct_id="silent", last_error_code=NO_ANSWER)
+    make_state(distinct_id="hub", last_error_code=500)
+    response = admin_client.get(STATES)
+    spec = next(s for s in response.context["cl"].filter_specs if s.title == "error code")
+    assert spec.lookup_choices == [
+        ("0", "refused before sending (0)"),
+        ("1", "no answer from the hub (1)"),
+        ("500", "500"),
+    ]
+    assert [s.distinct_id for s in shown(admin_client.get(STATES, {"error_code": "0"}))] == [
+        "local"
+    ]
 
 
 def test_error_code_filter_offers_the_codes_present(admin_client: Client) -> None:

@@ -10,11 +10,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from django_suprsend import outbox
+from django_suprsend.bulk import NO_ANSWER, REFUSED_LOCALLY
 from django_suprsend.client import SuprsendClient
 from django_suprsend.flush import flush, flush_once
 from django_suprsend.models import OutboxEntry, SyncState, SyncStatus
 from django_suprsend.operations import ProfileEdit
 from django_suprsend.signals import profile_sync_failed, profile_synced
+from tests.local import closed_port_url
 
 pytestmark = pytest.mark.django_db
 
@@ -90,6 +92,30 @@ def test_entry_with_only_refused_values_fails_without_a_request(hub):
     assert hub.requests == []
     assert OutboxEntry.objects.get().status == Status.FAILED
     assert "$sms: '12'" in state("only-bad").last_error
+
+
+def test_local_refusals_and_missing_answers_are_not_labelled_as_hub_500s(hub, settings):
+    """A value or record refused before sending, and a request that got no answer, keep codes
+    of their own (never the SDK's 500), so the admin's error-code filter tells them apart."""
+    bad = {"field": "$sms", "value": "'12'", "reason": "is not a valid phone number"}
+    outbox.enqueue("refused-value", [], errors=[bad])
+    queue("mixed", ProfileEdit("mixed").add_email("mixed@example.com"), errors=[bad])
+    queue("too-big", ProfileEdit("too-big").set("blob", "x" * 20_000))
+    hub.reject_records(lambda record: record["distinct_id"] == "hub-400", status=400)
+    queue("hub-400")
+    flush()
+    codes = dict(SyncState.objects.values_list("distinct_id", "last_error_code"))
+    assert codes["refused-value"] == REFUSED_LOCALLY
+    assert codes["mixed"] == REFUSED_LOCALLY
+    assert codes["too-big"] == REFUSED_LOCALLY
+    assert codes["hub-400"] == 400
+    assert OutboxEntry.objects.get(distinct_id="too-big").last_error_code == REFUSED_LOCALLY
+
+    settings.SUPRSEND = {**settings.SUPRSEND, "BASE_URL": closed_port_url()}
+    queue("no-answer")
+    flush()
+    assert state("no-answer").last_error_code == NO_ANSWER
+    assert state("no-answer").status == SyncStatus.RETRYING
 
 
 def test_hub_rejection_is_permanent_and_isolated(hub):
