@@ -146,6 +146,9 @@ class Problem(NamedTuple):
     id: str  # "E002"...
     message: str
     hint: str | None = None
+    #: Whether the mapping cannot be used at all (raised at first use). A property whose
+    #: name is reserved is not: its value is refused at each save, like any bad value.
+    fatal: bool = True
 
 
 def source_field(model: type[models.Model], spec: Any) -> models.Field | None:
@@ -228,7 +231,7 @@ def mapping_problems(model: type[models.Model]) -> list[Problem]:
             try:
                 validate_property_key(key, "suprsend_properties")
             except SuprsendValidationError as exc:
-                problems.append(Problem("E004", f"suprsend_properties: {exc}."))
+                problems.append(Problem("E004", f"{exc}.", fatal=False))
         if (
             isinstance(spec, str)
             and not _has_source(model, spec)
@@ -273,7 +276,7 @@ def mapping_for(model: type[models.Model]) -> ProfileMapping:
     Raises :class:`SuprsendConfigurationError` on the first mistake that
     ``manage.py check`` reports as an error.
     """
-    errors = [problem for problem in mapping_problems(model) if problem.id.startswith("E")]
+    errors = [p for p in mapping_problems(model) if p.id.startswith("E") and p.fatal]
     if errors:
         raise SuprsendConfigurationError(
             f"{model._meta.label}: {errors[0].message} Run `manage.py check` for every problem."

@@ -158,6 +158,10 @@ def test_e003_unknown_source(attributes: dict) -> None:
         ({"suprsend_channels": ["email"]}, "suprsend_channels must be a dict"),
         ({"suprsend_properties": {"plan": 3}}, "suprsend_properties['plan'] must be a field"),
         ({"suprsend_properties": {"$plan": "code"}}, "reserved key"),
+        (
+            {"suprsend_properties": {"$plan": "code"}},
+            "suprsend_properties: '$plan' is a reserved key",
+        ),
         ({"suprsend_distinct_id": None}, "suprsend_distinct_id must be"),
         ({"suprsend_timezone_field": ""}, "suprsend_timezone_field must be"),
     ],
@@ -166,6 +170,7 @@ def test_e004_wrong_types(attributes: dict, text: str) -> None:
     messages = check_model(profile_model(**attributes))
     assert ids(messages) == ["django_suprsend.E004"]
     assert text in messages[0].msg
+    assert "suprsend_properties: suprsend_properties" not in messages[0].msg  # the label once
 
 
 @isolate_apps("tests.testapp")

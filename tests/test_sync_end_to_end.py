@@ -11,6 +11,7 @@ from django.db import transaction
 
 from django_suprsend import sync, unset_channels
 from django_suprsend.flush import flush
+from django_suprsend.mixins import mapping_for
 from django_suprsend.models import OutboxEntry, SyncState, SyncStatus
 from tests.testapp.factories import make_user
 from tests.testapp.models import Device, User
@@ -169,3 +170,22 @@ def test_unset_channels_reaches_the_hub(hub):
     assert "$email" not in profile
     assert "$whatsapp" not in profile
     assert values(profile, "$sms") == ["+15555550100"]
+
+
+def test_a_reserved_property_key_reached_at_save_is_refused_and_the_save_kept(hub, monkeypatch):
+    """`manage.py check` reports E004 for it; a save that reaches it anyway keeps the user's
+    row and delivers the other values, the reserved one refused on the profile's SyncState."""
+    monkeypatch.setattr(User, "suprsend_properties", {"plan": "plan", "$plan": "plan"})
+    mapping_for.cache_clear()
+    try:
+        user = User.objects.create(username="reserved", email="reserved@example.com", plan="pro")
+        flush()
+        assert User.objects.get(pk=user.pk).plan == "pro"
+    finally:
+        monkeypatch.undo()
+        mapping_for.cache_clear()
+    state = SyncState.objects.get(distinct_id=str(user.pk))
+    assert state.status == SyncStatus.FAILED
+    assert "'$plan' is a reserved key" in state.last_error
+    assert hub.channel_values(str(user.pk), "$email") == ["reserved@example.com"]
+    assert hub.profile(str(user.pk))["properties"]["plan"] == "pro"
