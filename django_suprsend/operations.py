@@ -312,7 +312,7 @@ class ProfileEdit:
         entry = {channel: (_ADD_CHECKS if strict else _REMOVE_CHECKS)[channel](value, channel)}
         if channel in v.PUSH_PROVIDERS:
             entry["$id_provider"] = v.validate_push_provider(channel, provider, strict=strict)
-            if bundle_id is not None:
+            if bundle_id is not None and bundle_id != "":  # "" is absent, as to the SDK
                 entry["$bundle_id"] = v.require_str(bundle_id, "$bundle_id")
         return entry
 
@@ -343,7 +343,7 @@ class ProfileEdit:
             elif key in _PUSH_META:
                 out.setdefault(key, item)
             else:
-                out[key] = v.validate_json_value(item, key)
+                out[key] = _not_none(v.validate_json_value(item, key), op, key)
         return self._add({op: out}) if out else self
 
     # -- properties
@@ -357,7 +357,12 @@ class ProfileEdit:
 
     def set_once(self, key_or_dict: str | dict, value: Any = _MISSING) -> ProfileEdit:
         """``$set_once``: like :meth:`set`, kept only if the property has no value yet."""
-        return self._properties("$set_once", key_or_dict, value, v.validate_json_value)
+        return self._properties(
+            "$set_once",
+            key_or_dict,
+            value,
+            lambda item, name: _not_none(v.validate_json_value(item, name), "$set_once", name),
+        )
 
     def increment(self, key_or_dict: str | dict, value: Any = _MISSING) -> ProfileEdit:
         """``$add`` a number (int or finite float, not bool) to one or several properties."""
@@ -472,3 +477,13 @@ class ProfileEdit:
     def remove_ms_teams(self, identity: dict) -> ProfileEdit:
         """Remove an MS Teams identity (any non-empty dict)."""
         return self._channel("$remove", "$ms_teams", identity)
+
+
+def _not_none(value: Any, op: str, key: str) -> Any:
+    """``value``, which must not be None: the SDK silently drops ``append``, ``remove`` and
+    ``set_once`` calls with None, and sending ``null`` means nothing to the hub either."""
+    if value is None:
+        raise SuprsendValidationError(
+            f"{op} {key}", value, "is None: nothing to add or remove; use unset() to clear it"
+        )
+    return value

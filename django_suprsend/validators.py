@@ -80,7 +80,8 @@ _MS_TEAMS_TEXT = (
 )
 
 _EMAIL_RE = re.compile(r"[^@\s]+@(?:[^@\s.]+\.)+[^@\s.]+")
-_E164_RE = re.compile(r"\+[1-9][0-9]{0,14}")
+# E.164: at most 15 digits; no real number (country code included) has fewer than 7.
+_E164_RE = re.compile(r"\+[1-9][0-9]{6,14}")
 _LOCALE_RE = re.compile(r"[a-z]{2,3}(?:[_-][A-Za-z0-9]{2,8})*")
 _TZ_RE = re.compile(r"[A-Za-z][A-Za-z0-9_+-]*(?:/[A-Za-z0-9_+-]+)*")
 _NOT_ZONES = frozenset({"localtime", "posixrules"})
@@ -132,7 +133,7 @@ def validate_email(value: Any, field: str = "$email") -> str:
 
 
 def validate_phone(value: Any, field: str = "$sms") -> str:
-    """An E.164 number: ``+``, then 1 to 15 digits, the first not 0."""
+    """An E.164 number: ``+``, then 7 to 15 digits, the first not 0."""
     if not isinstance(value, str) or not _E164_RE.fullmatch(value):
         _fail(field, value, "is not a valid phone number: expected E.164 like +15555550123")
     return value

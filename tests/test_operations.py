@@ -357,7 +357,11 @@ def test_append_dict_with_channels(payload: dict, expected: dict) -> None:
         ("add_sms", ("555-0123",), "$sms", "555-0123"),
         ("add_whatsapp", ("+0123",), "$whatsapp", "+0123"),
         ("add_androidpush", ("tok", "apns"), "$id_provider", "apns"),
-        ("add_androidpush", ("tok", "fcm", ""), "$bundle_id", ""),
+        ("add_androidpush", ("tok", "fcm", 3), "$bundle_id", 3),
+        ("append", ("tags", None), "$append tags", None),
+        ("remove", ("tags", None), "$remove tags", None),
+        ("set_once", ("plan", None), "$set_once plan", None),
+        ("append", ({"tags": None},), "$append tags", None),
         ("add_androidpush", ("",), "$androidpush", ""),
         ("add_iospush", ("tok", "fcm"), "$id_provider", "fcm"),
         ("add_webpush", ({"endpoint": "https://x"},), "$webpush", {"endpoint": "***"}),
@@ -471,3 +475,11 @@ def test_an_insert_id_namer_names_as_uuid5_of_prefix_and_name() -> None:
     name = operations.insert_id_namer(namespace, "run-é:")
     for distinct_id in ["1", "user@example.com", "☃", ""]:
         assert name(distinct_id) == str(uuid.uuid5(namespace, f"run-é:{distinct_id}"))
+
+
+@pytest.mark.parametrize("method", ["add_androidpush", "add_iospush", "remove_androidpush"])
+def test_a_blank_bundle_id_is_absent_as_for_the_sdk(method: str) -> None:
+    """A blank CharField gives ""; the SDK treats it as no bundle id, and so do we."""
+    assert getattr(ProfileEdit("u"), method)("tok", None, "").operations == (
+        getattr(ProfileEdit("u"), method)("tok").operations
+    )

@@ -68,7 +68,7 @@ def test_email_rejected(value: Any) -> None:
     assert error.reason.startswith("is not a valid email address")
 
 
-@pytest.mark.parametrize("value", ["+15555550123", "+1", "+447911123456", "+123456789012345"])
+@pytest.mark.parametrize("value", ["+15555550123", "+6831234", "+447911123456", "+123456789012345"])
 def test_phone_accepted(value: str) -> None:
     assert v.validate_phone(value, "$sms") is value
 
@@ -82,6 +82,8 @@ def test_phone_accepted(value: str) -> None:
         "+1-555-555-0123",
         "+1234567890123456",
         "+",
+        "+1",  # too short to be a phone number: E.164 numbers have 7 to 15 digits
+        "+123456",
         "",
         "+\uff11\uff15\uff15\uff15",  # fullwidth digits
         "+15555550123\n",
