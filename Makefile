@@ -18,9 +18,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# The demo needs the app alone; the tests need every extra.
+# The demo needs the app and the example project's extra; the tests need every extra.
 $(BIN)/.demo-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -e ".[example]"
 	touch $@
 
 $(BIN)/.installed: pyproject.toml | $(BIN)/python

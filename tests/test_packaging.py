@@ -92,7 +92,8 @@ def test_installed_wheel_runs_the_example_project(dist: Path, tmp_path: Path) ->
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
-    run([str(python), "-m", "pip", "install", "--quiet", str(only(dist, "*.whl"))])
+    # The example project reads its settings with django-environ: the [example] extra.
+    run([str(python), "-m", "pip", "install", "--quiet", f"{only(dist, '*.whl')}[example]"])
     # The example project, alone in a folder: django_suprsend must come from the wheel.
     project = tmp_path / "project"
     shutil.copytree(
