@@ -8,9 +8,6 @@
   bad choice).
 - W001: ``suprsend_distinct_id`` comes from a field that can change.
 - W004: a workspace secret or API key too short to be a real one.
-
-E001 is not reported when the checks run for a database command (``migrate`` asks for its
-database's checks): applying migrations needs no SuprSend credentials.
 """
 
 from __future__ import annotations
@@ -54,7 +51,7 @@ def check_settings(
         if (value := settings[key]) and len(value) < MIN_CREDENTIAL_LENGTH
     ]
     missing = _missing_credentials(settings)
-    if settings["AUTOSYNC"] and missing and kwargs.get("databases") is None:
+    if settings["AUTOSYNC"] and missing:
         messages.insert(
             0,
             Error(
