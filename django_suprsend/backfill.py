@@ -481,16 +481,18 @@ def _record_sent(
     batch: _Batch, response: BulkResponse | None, content_type_id: int, using: str
 ) -> None:
     """Record every row's outcome on its SyncState and count it."""
-    failures = {}
+    failures: dict[Any, dict[str, Any]] = {}
+    codes: dict[int, int] = {}
     if response is not None:
         failures = {f["record"].get("$insert_id"): f for f in response.failed_records}
+        codes = response.stored_codes()
     synced, failed = [], []
     for row in batch.rows:
         failure = None if row.record is None else failures.get(row.record["$insert_id"])
         if row.record is not None and failure is None and not row.errors:
             synced.append((row.distinct_id, content_type_id, str(row.instance.pk)))
         else:
-            code = None if failure is None or response is None else response.stored_code(failure)
+            code = None if failure is None else codes[id(failure)]
             failed.append(_failed(row, failure, code, content_type_id))
     batch.stats.sent += len(synced)
     batch.stats.failed += len(failed)

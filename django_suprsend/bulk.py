@@ -66,21 +66,15 @@ class BulkResponse:
     retry_after: float | None = None
     unsent: list[FailedRecord] = field(default_factory=list)  # no HTTP status came for these
 
-    def stored_code(self, failure: FailedRecord) -> int:
-        """``failure``'s code as ``last_error_code`` keeps it: the hub's HTTP status, or
-        :data:`REFUSED_LOCALLY` / :data:`NO_ANSWER` where the hub gave none."""
-        if failure["code"] != NOT_SENT_CODE or id(failure) not in self._ids("unsent"):
-            return int(failure["code"])
-        return NO_ANSWER if id(failure) in self._ids("retryable") else REFUSED_LOCALLY
-
-    def _ids(self, name: str) -> set[int]:
-        """The ids of the failures in list ``name``, built once per length of that list."""
-        failures: list[FailedRecord] = getattr(self, name)
-        cached = self.__dict__.setdefault("_id_sets", {}).get(name)
-        if cached is None or cached[0] != len(failures):
-            cached = (len(failures), {id(f) for f in failures})
-            self.__dict__["_id_sets"][name] = cached
-        return cached[1]
+    def stored_codes(self) -> dict[int, int]:
+        """Each failure's code as ``last_error_code`` keeps it, by ``id()`` of the failure:
+        the hub's HTTP status, or :data:`REFUSED_LOCALLY` / :data:`NO_ANSWER` where the hub
+        gave none."""
+        codes = {id(f): int(f["code"]) for f in self.failed_records}
+        retryable = {id(f) for f in self.retryable}
+        for f in self.unsent:
+            codes[id(f)] = NO_ANSWER if id(f) in retryable else REFUSED_LOCALLY
+        return codes
 
     @classmethod
     def delivered(cls, records: Sequence[Record]) -> BulkResponse:

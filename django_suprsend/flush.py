@@ -13,7 +13,7 @@ from itertools import takewhile
 from typing import Any
 
 from . import outbox
-from .bulk import NO_ANSWER, REFUSED_LOCALLY, BulkResponse
+from .bulk import NO_ANSWER, BulkResponse
 from .client import SuprsendClient
 from .client_factory import get_client
 from .conf import suprsend_settings
@@ -174,6 +174,7 @@ def _send_edits(
     response = client.send_records(record_ for _, record_, _ in edits)
     failures = {f["record"].get("$insert_id"): f for f in response.failed_records}
     retryable = {id(f) for f in response.retryable}
+    codes = response.stored_codes()
     delivered: list[outbox.Entry] = []
     outcomes = []
     for entries, record_, errors in edits:
@@ -182,7 +183,7 @@ def _send_edits(
             delivered.extend(entries)
             outcomes.append(_delivered(entries, record_, errors))
             continue
-        code = response.stored_code(failure)
+        code = codes[id(failure)]
         again = outbox.mark_failed(
             claim,
             entries,
@@ -224,9 +225,7 @@ def _send_deletes(
         client.bulk_delete_users(ids)
     except SuprsendError as exc:
         code = exc.status_code if isinstance(exc, SuprsendAPIError) else NO_ANSWER
-        retry = isinstance(exc, SuprsendTransportError) or (
-            code is not None and is_retryable_status(code)
-        )
+        retry = isinstance(exc, SuprsendTransportError) or is_retryable_status(code)
         outcomes = []
         for group in deletes:
             again = outbox.mark_failed(claim, group, error=str(exc), code=code, retryable=retry)
@@ -242,9 +241,7 @@ def _refuse(claim: outbox.Claim, groups: list[list[outbox.Entry]]) -> list[Outco
     outcomes = []
     for entries in groups:
         outcome = refused(entries, [err for e in entries for err in e.errors], delivered=False)
-        outbox.mark_failed(
-            claim, entries, error=outcome.error, code=REFUSED_LOCALLY, retryable=False
-        )
+        outbox.mark_failed(claim, entries, error=outcome.error, code=outcome.code, retryable=False)
         outcomes.append(outcome)
     return outcomes
 
