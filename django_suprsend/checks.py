@@ -7,12 +7,15 @@
 - E005: ``settings.SUPRSEND`` cannot be read (unknown key, with a "did you mean" hint;
   bad choice).
 - W001: ``suprsend_distinct_id`` comes from a field that can change.
+- W002: a class attribute named ``suprsend_*`` that the mixin does not know (a typo such
+  as ``suprsend_channel``), with a "did you mean" hint.
 - W004: a workspace secret or API key too short to be a real one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import difflib
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from django.apps import AppConfig, apps
@@ -86,8 +89,56 @@ def profile_models(app_configs: Sequence[AppConfig] | None = None) -> list[type[
     return [model for model in candidates if issubclass(model, SuprsendProfileMixin)]
 
 
+#: The class attributes of the mixin's API: where a profile's parts come from.
+MAPPING_ATTRIBUTES = tuple(
+    sorted(name for name in vars(SuprsendProfileMixin) if name.startswith("suprsend_"))
+)
+
+
+def unknown_attributes(model: type[models.Model]) -> list[str]:
+    """``suprsend_*`` names of ``model`` that are not part of the mixin's API.
+
+    A name the mapping itself uses as a source (``{"plan": "suprsend_plan"}``) is the
+    model's own, not a typo.
+    """
+    specs = [getattr(model, name) for name in MAPPING_ATTRIBUTES]
+    specs += [
+        spec for declared in specs if isinstance(declared, Mapping) for spec in declared.values()
+    ]
+    used = {spec for spec in specs if isinstance(spec, str)}
+    return sorted(
+        name
+        for name in dir(model)
+        if name.startswith("suprsend_") and name not in MAPPING_ATTRIBUTES and name not in used
+    )
+
+
+def _meant(name: str) -> str:
+    """The "did you mean" of a ``suprsend_*`` name, matched on what follows the prefix
+    (which every candidate shares)."""
+    prefix = "suprsend_"
+    matches = difflib.get_close_matches(
+        name.removeprefix(prefix), [known.removeprefix(prefix) for known in MAPPING_ATTRIBUTES], 1
+    )
+    return f" (did you mean {name!r} -> {prefix + matches[0]!r}?)" if matches else ""
+
+
+def _unknown_attribute_warnings(model: type[models.Model]) -> list[CheckMessage]:
+    return [
+        Warning(
+            f"{name} is not a SuprsendProfileMixin attribute{_meant(name)}: the mixin ignores it.",
+            hint=f"The mapping attributes are {', '.join(MAPPING_ATTRIBUTES)}. Rename a helper "
+            "of your own so that it does not start with 'suprsend_', or silence "
+            "django_suprsend.W002.",
+            obj=model,
+            id="django_suprsend.W002",
+        )
+        for name in unknown_attributes(model)
+    ]
+
+
 def check_model(model: type[models.Model]) -> list[CheckMessage]:
-    """E002, E003, E004 and W001 for one model."""
+    """E002, E003, E004, W001 and W002 for one model."""
     messages: list[CheckMessage] = [
         Error(problem.message, hint=problem.hint, obj=model, id=f"django_suprsend.{problem.id}")
         for problem in mapping_problems(model)
@@ -104,6 +155,7 @@ def check_model(model: type[models.Model]) -> list[CheckMessage]:
                 id="django_suprsend.W001",
             )
         )
+    messages.extend(_unknown_attribute_warnings(model))
     return messages
 
 

@@ -179,3 +179,40 @@ def test_the_default_active_field_is_optional() -> None:
     model = profile_model()
     assert not hasattr(model, "is_active")
     assert check_model(model) == []
+
+
+@isolate_apps("tests.testapp")
+@pytest.mark.parametrize(
+    ("typo", "meant"),
+    [
+        ("suprsend_channel", "suprsend_channels"),
+        ("suprsend_property", "suprsend_properties"),
+        ("suprsend_language", "suprsend_language_field"),
+        ("suprsend_distinctid", "suprsend_distinct_id"),
+    ],
+)
+def test_w002_a_misspelt_mapping_attribute_is_named_with_what_was_meant(
+    typo: str, meant: str
+) -> None:
+    messages = check_model(profile_model(**{typo: {"$email": "email"}}))
+    assert ids(messages) == ["django_suprsend.W002"]
+    assert messages[0].msg.startswith(f"{typo} is not a SuprsendProfileMixin attribute")
+    assert f"did you mean {typo!r} -> {meant!r}?" in messages[0].msg
+    assert "suprsend_channels" in messages[0].hint
+
+
+@isolate_apps("tests.testapp")
+def test_w002_names_an_unknown_attribute_without_a_close_match() -> None:
+    (message,) = check_model(profile_model(suprsend_xyz=1))
+    assert message.id == "django_suprsend.W002"
+    assert "did you mean" not in message.msg
+    assert "suprsend_xyz" in message.msg
+
+
+@isolate_apps("tests.testapp")
+def test_w002_spares_a_helper_the_mapping_uses_as_a_source() -> None:
+    model = profile_model(
+        suprsend_properties={"plan": "suprsend_plan"},
+        suprsend_plan=property(lambda self: "pro"),
+    )
+    assert check_model(model) == []
