@@ -29,7 +29,15 @@ from django.db import models, router, transaction
 from .exceptions import SuprsendValidationError
 from .mixins import SuprsendProfileMixin, distinct_id_of, remember
 from .operations import CHANNEL_KEYS, ProfileEdit
-from .tracking import Change, check_distinct_id, full_change, paused, prepare_save, write
+from .tracking import (
+    Change,
+    broken_change,
+    check_distinct_id,
+    full_change,
+    paused,
+    prepare_save,
+    write,
+)
 
 __all__ = ["bulk_update_and_sync", "paused", "queue_operations", "sync", "unset_channels"]
 
@@ -88,7 +96,12 @@ def unset_channels(
     for batch, database in _batches(objs, using):
         changes = []
         for obj in batch:
-            distinct_id = distinct_id_of(obj)
+            try:
+                distinct_id = distinct_id_of(obj)
+            except Exception as exc:  # reported on the profile's sync state, as for a save
+                change = broken_change(obj, exc)
+                changes.extend([change] if change is not None else [])
+                continue
             if distinct_id is not None:
                 operations = ProfileEdit(distinct_id).unset(keys).operations
                 changes.append(Change(obj, distinct_id, operations, []))

@@ -51,6 +51,7 @@ from .operations import (
     check_record_size,
     insert_id_namer,
 )
+from .refusal import refusal, stand_in_id
 from .sync_state import Outcome, record, record_synced, refused, validation_message
 
 __all__ = [
@@ -316,7 +317,16 @@ def _record_builder(client: SuprsendClient | None, run_id: str) -> RecordBuilder
 
 
 def _row(instance: Any, options: Options) -> _Row | None:
-    """The row's full push (as its first save builds it), or None when it is skipped."""
+    """The row's full push (as its first save builds it), or None when it is skipped; a row
+    whose push cannot be built is its refusal (as for a save), never the run's end."""
+    try:
+        return _built_row(instance, options)
+    except Exception as exc:
+        refused = refusal(instance, exc)
+        return None if refused is None else _Row(instance, refused[0], [], [refused[1]])
+
+
+def _built_row(instance: Any, options: Options) -> _Row | None:
     if not instance.should_sync_to_suprsend():
         return None
     distinct_id = distinct_id_of(instance)
@@ -373,9 +383,16 @@ def _built_batches(
 
 
 def _only_failed(rows: list[models.Model], using: str) -> list[models.Model]:
-    ids = {row.pk: distinct_id_of(row) for row in rows}  # type: ignore[arg-type]
+    ids = {row.pk: _distinct_id_or_none(row) for row in rows}
     failed = _failed_ids([d for d in ids.values() if d is not None], using)
     return [row for row in rows if ids[row.pk] in failed]
+
+
+def _distinct_id_or_none(row: Any) -> str | None:
+    try:
+        return distinct_id_of(row)
+    except Exception:  # refused again when its row is built, which reports it
+        return stand_in_id(row)
 
 
 # -- sending ------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from django.db import models, router, transaction
 from .exceptions import SuprsendConfigurationError, SuprsendValidationError, _short_repr
 from .loading import load_row
 from .operations import CHANNEL_KEYS, SINGLE_VALUE_CHECKS, ProfileEdit
-from .validators import validate_json_value, validate_property_key
+from .validators import validate_distinct_id, validate_json_value, validate_property_key
 
 __all__ = [
     "EVERY",
@@ -455,10 +455,14 @@ class EditBuilder:
 
 
 def distinct_id_of(instance: SuprsendProfileMixin) -> str | None:
-    """The instance's distinct_id, stripped; None (and a warning) when it has none."""
+    """The instance's distinct_id, stripped; None (and a warning) when it has none.
+
+    Raises :class:`SuprsendValidationError` for one the outbox cannot hold (over
+    ``MAX_DISTINCT_ID_LENGTH`` characters, a NUL character): see :func:`broken_change`.
+    """
     value = instance.get_suprsend_distinct_id()
     if isinstance(value, str) and value.strip():
-        return value.strip()
+        return validate_distinct_id(value.strip())
     logger.warning(
         "SuprSend: %s %s has no distinct_id (%r); nothing is queued for it.",
         instance._meta.label,
@@ -517,6 +521,31 @@ def read_tracked(
                 continue
         values[slot] = source.read(instance)
     return values
+
+
+_broken_sources: set[type] = set()  # the classes whose snapshot failed, logged once each
+
+
+def _snapshot(
+    instance: models.Model,
+    mapping: ProfileMapping,
+    scope: Container[str] | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """:func:`read_tracked` for a row being loaded: a source that raises must not fail the
+    query that loads it, so the snapshot then holds the fields alone (read without code of
+    the user's); the save builds the change again and reports what raised."""
+    try:
+        return read_tracked(instance, mapping, scope, **options)
+    except Exception:
+        if type(instance) not in _broken_sources:
+            _broken_sources.add(type(instance))
+            logger.exception(
+                "SuprSend: a source of %s raised while its row was loaded; the row loads, and "
+                "its snapshot holds the fields only (logged once per model)",
+                instance._meta.label,
+            )
+        return read_tracked(instance, mapping, scope)
 
 
 @contextmanager
@@ -643,7 +672,7 @@ class SuprsendProfileMixin(_Base):
             return instance
         instance = super().from_db(db, field_names, values, **kwargs)
         deferred = len(values) != len(cls._meta.concrete_fields)
-        tracked = read_tracked(instance, mapping_for(cls), evaluate=() if deferred else EVERY)
+        tracked = _snapshot(instance, mapping_for(cls), evaluate=() if deferred else EVERY)
         instance.__dict__[SNAPSHOT_KEY] = {slot: frozen(value) for slot, value in tracked.items()}
         return instance
 
@@ -656,11 +685,11 @@ class SuprsendProfileMixin(_Base):
             deferred = self.get_deferred_fields()
             super().refresh_from_db(using=using, from_queryset=from_queryset)
             scope = {f.attname for f in self._meta.concrete_fields if f.attname not in deferred}
-            remember(self, read_tracked(self, mapping_for(type(self)), scope, when_loaded=True))
+            remember(self, _snapshot(self, mapping_for(type(self)), scope, when_loaded=True))
         else:
             fields = set(fields)
             super().refresh_from_db(using=using, fields=fields, from_queryset=from_queryset)
-            remember(self, read_tracked(self, mapping_for(type(self)), fields))
+            remember(self, _snapshot(self, mapping_for(type(self)), fields))
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         """Save inside a transaction, so the outbox entry commits with the row or not at all.

@@ -53,6 +53,7 @@ from .mixins import (
     remember,
 )
 from .operations import ProfileEdit
+from .refusal import refusal
 
 __all__ = [
     "Change",
@@ -118,8 +119,26 @@ def write(changes: list[Change], using: str) -> int:
 # -- what to queue ------------------------------------------------------------------
 
 
+def broken_change(instance: SuprsendProfileMixin, exc: Exception) -> Change | None:
+    """What is queued instead of a change whose building raised ``exc``: its refusal alone
+    (see :mod:`django_suprsend.refusal`); a mapping that cannot be used at all (what
+    ``manage.py check`` reports as an error) raises."""
+    refused = refusal(instance, exc)
+    return None if refused is None else Change(instance, refused[0], [], [refused[1]])
+
+
 def full_change(instance: SuprsendProfileMixin) -> Change | None:
-    """The full push of ``instance``, or None when it should not sync or has nothing to send."""
+    """The full push of ``instance``, or None when it should not sync or has nothing to send.
+
+    Never raises for the instance's sake: a failure to build it is queued as a refusal.
+    """
+    try:
+        return _full_change(instance)
+    except Exception as exc:
+        return broken_change(instance, exc)
+
+
+def _full_change(instance: SuprsendProfileMixin) -> Change | None:
     if not instance.should_sync_to_suprsend():
         return None
     distinct_id = distinct_id_of(instance)
@@ -218,7 +237,20 @@ def prepare_save(
     *,
     created: bool = False,
 ) -> tuple[dict[str, Any], Change | None]:
-    """The values to remember once ``instance`` is saved, and the change to queue for it."""
+    """The values to remember once ``instance`` is saved, and the change to queue for it.
+
+    Never raises for the instance's sake: when the change cannot be built, its refusal is
+    queued, and nothing is remembered (the next save that builds sends it).
+    """
+    try:
+        return _prepare_save(instance, update_fields, created)
+    except Exception as exc:
+        return {}, broken_change(instance, exc)
+
+
+def _prepare_save(
+    instance: SuprsendProfileMixin, update_fields: Container[str] | None, created: bool
+) -> tuple[dict[str, Any], Change | None]:
     mapping = mapping_for(type(instance))
     old = {} if created else instance.__dict__.get(SNAPSHOT_KEY, {})
     scope = None if created else update_fields
@@ -284,13 +316,21 @@ def _pre_delete(sender: type, instance: Any, **kwargs: Any) -> None:
     mapping = mapping_for(type(instance))
     if not mapping.deletes_profile or not queueing():
         return
+    try:
+        change = _delete_change(instance, mapping)
+    except Exception as exc:  # never fail the delete: the profile's refusal is logged
+        refusal(instance, exc)
+        return
+    if change is not None:
+        instance.__dict__[_DELETING_KEY] = change
+
+
+def _delete_change(instance: SuprsendProfileMixin, mapping: ProfileMapping) -> Change | None:
     policy = suprsend_settings.ON_DELETE
     # A delete always goes (it is idempotent); channels are unset only on a synced profile.
     if policy == "unset" and not instance.should_sync_to_suprsend():
-        return
-    change = policy_change(instance, mapping, policy)
-    if change is not None:
-        instance.__dict__[_DELETING_KEY] = change
+        return None
+    return policy_change(instance, mapping, policy)
 
 
 def _post_delete(sender: type, instance: Any, **kwargs: Any) -> None:

@@ -45,6 +45,9 @@ PUSH_PROVIDERS = {
 PROFILE_SETTING_KEYS = ("$preferred_language", "$timezone", "$locale")
 RESERVED_PREFIXES = ("$", "ss_")
 MAX_JSON_DEPTH = 32
+#: The longest distinct_id the outbox and the sync states hold (their ``CharField``\ s).
+#: SuprSend documents no limit of its own; ids are usually a primary key or a UUID.
+MAX_DISTINCT_ID_LENGTH = 255
 
 # ISO 639-1: the 184 two-letter language codes (including the withdrawn "bh").
 LANGUAGE_CODES = frozenset(
@@ -107,6 +110,34 @@ def _mask(value: Any) -> Any:
     return "***" if isinstance(value, str) and value else value
 
 
+def check_storable(value: str, field: str) -> str:
+    """``value``, unless a database cannot store it: PostgreSQL refuses a NUL character in
+    text and JSON, and no database takes a lone surrogate (which is not UTF-8)."""
+    if "\x00" in value:
+        _fail(field, value, "contains a NUL character (\\x00), which a database cannot store")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            _fail(field, value, "is not valid Unicode text (it holds a lone surrogate)")
+    return value
+
+
+def validate_distinct_id(value: Any, field: str = "distinct_id") -> str:
+    """A distinct_id the outbox can hold: a string of 1 to ``MAX_DISTINCT_ID_LENGTH``
+    characters (given stripped)."""
+    if not _filled(value):
+        _fail(field, value, "must be a non-empty string")
+    if len(value) > MAX_DISTINCT_ID_LENGTH:
+        _fail(
+            field,
+            value,
+            f"is {len(value)} characters long; a distinct_id holds at most "
+            f"{MAX_DISTINCT_ID_LENGTH}",
+        )
+    return check_storable(value, field)
+
+
 def _filled(value: Any) -> bool:
     return isinstance(value, str) and bool(value.strip())
 
@@ -122,14 +153,17 @@ def require_dict(value: Any, field: str) -> dict:
     """A non-empty dict that JSON can carry; errors mask its strings."""
     if not isinstance(value, dict) or not value:
         _fail(field, _mask(value), "must be a non-empty dict")
-    return validate_json_value(value, field)
+    try:
+        return validate_json_value(value, field)
+    except SuprsendValidationError as exc:
+        _fail(exc.field, _mask(exc.value), exc.reason)
 
 
 def validate_email(value: Any, field: str = "$email") -> str:
     """A pragmatic email check: one ``@``, a local part, a dotted domain, no whitespace."""
     if not isinstance(value, str) or len(value) > 254 or not _EMAIL_RE.fullmatch(value):
         _fail(field, value, "is not a valid email address (expected name@example.com)")
-    return value
+    return check_storable(value, field)
 
 
 def validate_phone(value: Any, field: str = "$sms") -> str:
@@ -195,12 +229,14 @@ def validate_property_key(key: Any, field: str, *, allowed: Container[str] = ())
         else:
             hint = ""
         _fail(field, key, f"is a reserved key (names starting with '$' or 'ss_'){hint}")
-    return name
+    return check_storable(name, field)
 
 
 def validate_json_value(value: Any, field: str, _depth: int = 0) -> Any:
     """A value JSON can carry: None, bool, int, finite float, str, list, tuple, dict (str keys)."""
-    if value is None or isinstance(value, (str, int)):  # bool is an int
+    if isinstance(value, str):
+        return check_storable(value, field)
+    if value is None or isinstance(value, int):  # bool is an int
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -238,7 +274,7 @@ def validate_push_token(value: Any, field: str) -> str:
     """A device token: a non-empty string without whitespace."""
     if not _filled(value) or any(char.isspace() for char in value):
         _fail(field, value, "is not a push token (a non-empty string without whitespace)")
-    return value
+    return check_storable(value, field)
 
 
 def validate_push_provider(channel: str, provider: Any, *, strict: bool = True) -> str | None:
@@ -247,8 +283,10 @@ def validate_push_provider(channel: str, provider: Any, *, strict: bool = True) 
     Not ``strict`` (for removals), any non-empty string is accepted.
     """
     allowed = PUSH_PROVIDERS[channel]
-    if provider is None or provider in allowed or (not strict and _filled(provider)):
+    if provider is None or provider in allowed:
         return provider
+    if not strict and _filled(provider):
+        return check_storable(provider, "$id_provider")
     choices = ", ".join(repr(name) for name in allowed)
     _fail("$id_provider", provider, f"is not a {channel} provider: expected {choices} or None")
 
@@ -287,7 +325,7 @@ def _validate_shaped(
             _mask(value),
             f"is not a valid {name} identity: expected one of {text} with non-empty string values",
         )
-    return value
+    return require_dict(value, field)
 
 
 def validate_slack(value: Any, field: str = "$slack") -> dict:
