@@ -260,7 +260,9 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    # SIGTERM (a test, a supervisor) stops the demo as Ctrl-C does.
+    # Ctrl-C stops the demo also when its shell started it in the background (`make demo &`),
+    # which leaves SIGINT ignored; SIGTERM (a test, a supervisor, kill) stops it the same way.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         return run(args)

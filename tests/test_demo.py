@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,11 +98,42 @@ def port_closed(port: int) -> bool:
     return False
 
 
+def _descendants(pid: int) -> list[int]:
+    """The processes under ``pid`` (Linux ``/proc``), children first."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _kill_all(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the demo and every process it started (they run in their own sessions)."""
+    for pid in [*_descendants(process.pid), process.pid]:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    process.wait()
+
+
 @contextmanager
 def running_demo(
-    demo_dir: Path, *, users: int, env: dict[str, str] | None = None
+    demo_dir: Path,
+    *,
+    users: int,
+    env: dict[str, str] | None = None,
+    background: bool = False,
 ) -> Iterator[RunningDemo]:
-    """The demo started as a newcomer starts it; Ctrl-C on leaving if it still runs."""
+    """The demo started as a newcomer starts it (``background``: as a shell's ``&`` does,
+    with SIGINT ignored); Ctrl-C on leaving if it still runs, and if that does not stop it,
+    SIGKILL for it and every process it started, so none outlives the test."""
     output = demo_dir / "demo.out"
     port, hub_port = free_port(), free_port()
     argv = [sys.executable, "-m", "example_project.demo", "--port", str(port), "--hub-port",
@@ -114,6 +145,7 @@ def running_demo(
             env={**demo_environment(demo_dir), **(env or {})},
             stdout=out,
             stderr=subprocess.STDOUT,
+            preexec_fn=_ignore_sigint if background else None,
         )
     running = RunningDemo(process, output, demo_dir, port, hub_port)
     try:
@@ -126,7 +158,15 @@ def running_demo(
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)  # Ctrl-C
-            process.wait(STOP_TIMEOUT)
+            try:
+                process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                _kill_all(process)
+                raise
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @pytest.fixture(scope="module")
@@ -195,6 +235,22 @@ def test_ctrl_c_stops_every_process(demo: RunningDemo) -> None:
     assert port_closed(demo.hub_port)
     worker_log = (demo.demo_dir / "logs" / "celery-worker.log").read_text()
     assert "Warm shutdown" in worker_log
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_a_demo_started_in_the_background_stops_on_ctrl_c_and_sigterm(
+    tmp_path: Path, stop: signal.Signals
+) -> None:
+    """`make demo &` leaves SIGINT ignored in the demo; Ctrl-C (or kill) must still stop it."""
+    with running_demo(tmp_path, users=2, background=True) as demo:
+        workers = _descendants(demo.process.pid)
+        demo.process.send_signal(stop)
+        assert demo.process.wait(STOP_TIMEOUT) == 0, demo.said()
+    assert "Stopping" in demo.said()
+    assert port_closed(demo.port)
+    assert port_closed(demo.hub_port)
+    assert workers
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
 
 
 def test_the_environment_points_the_demo_at_a_real_hub_and_broker(tmp_path: Path) -> None:
