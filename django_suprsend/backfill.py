@@ -42,16 +42,15 @@ from .bulk import BulkResponse
 from .checks import profile_models
 from .client import AUTH_ERRORS, SuprsendClient
 from .client_factory import get_client
-from .exceptions import SuprsendValidationError
 from .mixins import SuprsendProfileMixin, distinct_id_of, error_dict, untracked_loads
 from .models import BackfillCheckpoint, SyncState, SyncStatus
 from .operations import (
     CHANNEL_KEYS,
     build_record,
-    check_record_size,
     insert_id_namer,
 )
 from .refusal import refusal, stand_in_id
+from .splitting import split_record
 from .sync_state import Outcome, record, record_synced, refused, validation_message
 
 __all__ = [
@@ -361,11 +360,12 @@ def _prepare(
 
 
 def _check_size(row: _Row) -> None:
+    """What a send would refuse of the row's record: the values that fit in no record (a
+    record over the limit is sent in parts)."""
     assert row.record is not None
-    try:
-        check_record_size(row.record)
-    except SuprsendValidationError as exc:
-        row.errors.append(error_dict(exc))
+    parts, refused = split_record(row.record)
+    row.errors.extend(error_dict(exc) for exc in refused)
+    if not parts:
         row.record = None
 
 
@@ -501,11 +501,14 @@ def _record_sent(
     failures: dict[Any, dict[str, Any]] = {}
     codes: dict[int, int] = {}
     if response is not None:
-        failures = {f["record"].get("$insert_id"): f for f in response.failed_records}
+        failures = response.failures_by_record()
         codes = response.stored_codes()
     synced, failed = [], []
     for row in batch.rows:
         failure = None if row.record is None else failures.get(row.record["$insert_id"])
+        if row.record is not None and response is not None:
+            too_big = response.refused_values.get(row.record["$insert_id"], [])
+            row.errors.extend(error_dict(exc) for exc in too_big)
         if row.record is not None and failure is None and not row.errors:
             synced.append((row.distinct_id, content_type_id, str(row.instance.pk)))
         else:

@@ -13,7 +13,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .exceptions import SuprsendValidationError
 from .operations import MAX_RECORD_BYTES, dumps, iter_chunks, utf8_size
+from .splitting import split_record
 
 Record = dict[str, Any]
 FailedRecord = dict[str, Any]
@@ -65,6 +67,25 @@ class BulkResponse:
     succeeded_insert_ids: list[str] = field(default_factory=list)
     retry_after: float | None = None
     unsent: list[FailedRecord] = field(default_factory=list)  # no HTTP status came for these
+    #: A profile edit over ``MAX_RECORD_BYTES`` goes in several records (see
+    #: :mod:`django_suprsend.splitting`): the ``$insert_id`` of each later part, mapped to
+    #: the record's own (which its first part keeps)...
+    parts: dict[str, str] = field(default_factory=dict)
+    #: ...and, by the record's ``$insert_id``, the values that fit in no record (not sent).
+    refused_values: dict[str, list[SuprsendValidationError]] = field(default_factory=dict)
+
+    def failures_by_record(self) -> dict[str, FailedRecord]:
+        """The failure of each record given, by its ``$insert_id``: of a split record, the
+        failure of a part (a permanent one first: a retry could not make that one work)."""
+        retryable = {id(f) for f in self.retryable}
+        failures: dict[str, FailedRecord] = {}
+        for failure in self.failed_records:
+            insert_id = failure["record"].get("$insert_id")
+            insert_id = self.parts.get(insert_id, insert_id)
+            known = failures.get(insert_id)
+            if known is None or (id(known) in retryable and id(failure) not in retryable):
+                failures[insert_id] = failure
+        return failures
 
     def stored_codes(self) -> dict[int, int]:
         """Each failure's code as ``last_error_code`` keeps it, by ``id()`` of the failure:
@@ -127,6 +148,8 @@ class BulkResponse:
         self.retryable.extend(other.retryable)
         self.unsent.extend(other.unsent)
         self.succeeded_insert_ids.extend(other.succeeded_insert_ids)
+        self.parts.update(other.parts)
+        self.refused_values.update(other.refused_values)
         if other.retry_after is not None:
             self.retry_after = max(self.retry_after or 0.0, other.retry_after)
 
@@ -162,20 +185,29 @@ class Chunk:
         )
 
 
+OnSplit = Callable[[Record, list[Record], list[SuprsendValidationError]], None]
+
+
 def chunk_records(
-    records: Iterable[Record], on_invalid: Callable[[Record, str], None]
+    records: Iterable[Record],
+    on_invalid: Callable[[Record, str], None],
+    on_split: OnSplit | None = None,
 ) -> Iterator[Chunk]:
     """Cut ``records`` into requests the way the SDK does, serialising each once.
 
-    A record that cannot be sent (over ``MAX_RECORD_BYTES``, or not JSON
-    serialisable) is passed to ``on_invalid(record, reason)`` and left out.
+    A profile edit over ``MAX_RECORD_BYTES`` is sent as the parts that
+    :func:`~django_suprsend.splitting.split_record` makes of it, in its place,
+    after ``on_split(record, parts, refused_values)``. A record that cannot be
+    sent (another record over the limit, an edit none of whose values fits,
+    or one not JSON serialisable) is passed to ``on_invalid(record, reason)``
+    and left out.
     """
-    for pairs in iter_chunks(_sendable(records, on_invalid)):
+    for pairs in iter_chunks(_sendable(records, on_invalid, on_split)):
         yield Chunk([pair[0] for pair in pairs], [pair[1] for pair in pairs])
 
 
 def _sendable(
-    records: Iterable[Record], on_invalid: Callable[[Record, str], None]
+    records: Iterable[Record], on_invalid: Callable[[Record, str], None], on_split: OnSplit | None
 ) -> Iterator[tuple[Record, str]]:
     """``(record, dumps(record))`` for every record that may go on the wire."""
     for record in records:
@@ -185,10 +217,16 @@ def _sendable(
             on_invalid(record, f"record is not JSON serialisable ({exc}); not sent")
             continue
         size = utf8_size(text)
-        if size > MAX_RECORD_BYTES:
+        if size <= MAX_RECORD_BYTES:
+            yield record, text
+        elif on_split is None or "$user_operations" not in record:
             on_invalid(record, oversize_reason(size))
-            continue
-        yield record, text
+        else:
+            parts, refused = split_record(record, size)
+            on_split(record, parts, refused)
+            if not parts:
+                on_invalid(record, "; ".join(str(exc) for exc in refused) + "; not sent")
+            yield from ((part, dumps(part)) for part in parts)
 
 
 def oversize_reason(size: int) -> str:

@@ -217,7 +217,10 @@ class SuprsendClient:
 
         Never raises for what the hub answers: each record ends up either
         delivered or in ``failed_records`` (see :class:`BulkResponse`).
-        Records over 10 KB are not sent. A chunk rejected with a permanent
+        A profile edit over 10 KB goes in several records, each under its own
+        ``$insert_id`` (see ``BulkResponse.parts``); only a value that fits in no
+        record is left out (``BulkResponse.refused_values``); other records over
+        10 KB are not sent. A chunk rejected with a permanent
         4xx is split in halves until the records at fault are isolated.
         After ``401``/``403`` nothing more is sent. After a chunk has used
         up its retries, the next chunks get one attempt each until one is
@@ -233,8 +236,15 @@ class SuprsendClient:
         def reject(record: Record, reason: str) -> None:
             not_sent.merge(BulkResponse.failed([record], reason, NOT_SENT_CODE, unsent=True))
 
+        def split(record: Record, parts: list[Record], refused: list[Any]) -> None:
+            insert_id = record.get("$insert_id")
+            not_sent.parts.update((part["$insert_id"], insert_id) for part in parts[1:])
+            if refused:
+                not_sent.refused_values[insert_id] = refused
+
         sent = BulkResponse()
-        for outcome in _send_ahead(_BulkSender(self).send, chunk_records(records, reject)):
+        chunks = chunk_records(records, reject, split)
+        for outcome in _send_ahead(_BulkSender(self).send, chunks):
             sent.merge(outcome)
         # Like the SDK: records that could not be sent come first.
         not_sent.merge(sent)

@@ -18,6 +18,7 @@ from .client import SuprsendClient
 from .client_factory import get_client
 from .conf import suprsend_settings
 from .exceptions import SuprsendAPIError, SuprsendError, SuprsendTransportError
+from .mixins import error_dict
 from .models import OutboxEntry, SyncStatus
 from .operations import MAX_RECORD_BYTES, build_record, record_size
 from .retry import is_retryable_status
@@ -172,13 +173,16 @@ def _send_edits(
     if not edits:
         return []
     response = client.send_records(record_ for _, record_, _ in edits)
-    failures = {f["record"].get("$insert_id"): f for f in response.failed_records}
+    failures = response.failures_by_record()
     retryable = {id(f) for f in response.retryable}
     codes = response.stored_codes()
     delivered: list[outbox.Entry] = []
     outcomes = []
     for entries, record_, errors in edits:
         failure = failures.get(record_["$insert_id"])
+        too_big = response.refused_values.get(record_["$insert_id"])
+        if too_big:  # values that fit in no record: refused, the rest went
+            errors = errors + [error_dict(exc) for exc in too_big]
         if failure is None:
             delivered.extend(entries)
             outcomes.append(_delivered(entries, record_, errors))

@@ -36,6 +36,7 @@ from django.db import models, router, transaction
 from .exceptions import SuprsendConfigurationError, SuprsendValidationError, _short_repr
 from .loading import load_row
 from .operations import CHANNEL_KEYS, SINGLE_VALUE_CHECKS, ProfileEdit
+from .splitting import oversize_value
 from .validators import validate_distinct_id, validate_json_value, validate_property_key
 
 __all__ = [
@@ -423,6 +424,11 @@ class EditBuilder:
                 valid[name] = validate_json_value(value, name)
             except SuprsendValidationError as exc:
                 self.errors.append(error_dict(exc))
+                continue
+            too_big = oversize_value(self.edit.distinct_id, name, value)
+            if too_big is not None:
+                del valid[name]
+                self.errors.append(error_dict(too_big))
         if valid:
             # Each key and value is checked above as ProfileEdit.set() checks them.
             self.edit.operations.append({"$set": valid})

@@ -324,7 +324,9 @@ def test_records_are_what_a_first_save_queues(hub):
         assert records[distinct_id]["$user_operations"] == operations
 
 
-def test_a_record_too_big_fails_alone_and_a_dry_run_reports_it(hub, monkeypatch):
+def test_a_value_too_big_for_any_record_is_refused_alone_and_a_dry_run_reports_it(
+    hub, monkeypatch
+):
     ok, big = users(2)
     real = User.get_full_name
     monkeypatch.setattr(
@@ -335,11 +337,13 @@ def test_a_record_too_big_fails_alone_and_a_dry_run_reports_it(hub, monkeypatch)
         backfill_cmd()
 
     assert exit_info.value.code == 1
-    assert set(hub.profiles()) == {str(ok.pk)}
+    assert set(hub.profiles()) == {str(ok.pk), str(big.pk)}  # the rest of big went
+    assert hub.channel_values(str(big.pk), "$email") == [big.email]
+    assert "name" not in hub.properties(str(big.pk))
     state = SyncState.objects.get(distinct_id=str(big.pk))
     assert state.status == SyncStatus.FAILED
-    assert "record too big" in state.last_error
-    assert state.last_synced_at is None
+    assert state.last_error.startswith("name: 'xxx")
+    assert "is 11,002 bytes as JSON, too big for any record" in state.last_error
 
     out = StringIO()
     with pytest.raises(SystemExit):
