@@ -448,7 +448,7 @@ Done = Callable[[int, Stats], None]  # (rows read, what happened to them) for ea
 
 def _send(client: SuprsendClient, batch: _Batch) -> Sent:
     records = [row.record for row in batch.rows if row.record is not None]
-    return batch, client.send_records(records) if records else None
+    return batch, client.send_records(records, split_oversize=True) if records else None
 
 
 def _entry(row: _Row, content_type_id: int) -> outbox.Entry:

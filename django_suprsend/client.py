@@ -212,15 +212,17 @@ class SuprsendClient:
             tenant_id=tenant_id,
         )
 
-    def send_records(self, records: Iterable[Record]) -> BulkResponse:
+    def send_records(
+        self, records: Iterable[Record], *, split_oversize: bool = False
+    ) -> BulkResponse:
         """Send async-edit records (``POST event/``) in as few requests as the limits allow.
 
         Never raises for what the hub answers: each record ends up either
         delivered or in ``failed_records`` (see :class:`BulkResponse`).
-        A profile edit over 10 KB goes in several records, each under its own
-        ``$insert_id`` (see ``BulkResponse.parts``); only a value that fits in no
-        record is left out (``BulkResponse.refused_values``); other records over
-        10 KB are not sent. A chunk rejected with a permanent
+        Records over 10 KB are not sent, as by the SDK; with ``split_oversize`` a
+        profile edit over 10 KB goes instead in several records, each under its own
+        ``$insert_id`` (see ``BulkResponse.parts``), and only a value that fits in no
+        record is left out (``BulkResponse.refused_values``). A chunk rejected with a permanent
         4xx is split in halves until the records at fault are isolated.
         After ``401``/``403`` nothing more is sent. After a chunk has used
         up its retries, the next chunks get one attempt each until one is
@@ -243,7 +245,7 @@ class SuprsendClient:
                 not_sent.refused_values[insert_id] = refused
 
         sent = BulkResponse()
-        chunks = chunk_records(records, reject, split)
+        chunks = chunk_records(records, reject, split if split_oversize else None)
         for outcome in _send_ahead(_BulkSender(self).send, chunks):
             sent.merge(outcome)
         # Like the SDK: records that could not be sent come first.

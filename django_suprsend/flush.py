@@ -172,7 +172,7 @@ def _send_edits(
 ) -> list[Outcome]:
     if not edits:
         return []
-    response = client.send_records(record_ for _, record_, _ in edits)
+    response = client.send_records((record_ for _, record_, _ in edits), split_oversize=True)
     failures = response.failures_by_record()
     retryable = {id(f) for f in response.retryable}
     codes = response.stored_codes()

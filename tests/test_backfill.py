@@ -123,11 +123,11 @@ def test_an_interrupted_run_resumes_and_each_record_is_applied_once(hub, monkeyp
     original = SuprsendClient.send_records
     calls = []
 
-    def flaky(self, records):
+    def flaky(self, records, **options):
         calls.append(1)
         if len(calls) == 2:
             hub.fail_next(1, 503)  # batch 2: a transient failure, retries used up
-        response = original(self, records)
+        response = original(self, records, **options)
         if len(calls) == 3:
             raise KeyboardInterrupt  # killed after the hub applied batch 3
         return response
@@ -185,10 +185,10 @@ def test_restart_ignores_the_checkpoint(hub, monkeypatch):
     rows = users(4)
     original = SuprsendClient.send_records
 
-    def killed_on_second(self, records):
+    def killed_on_second(self, records, **options):
         if records and records[0]["distinct_id"] == str(rows[2].pk):
             raise KeyboardInterrupt
-        return original(self, records)
+        return original(self, records, **options)
 
     monkeypatch.setattr(SuprsendClient, "send_records", killed_on_second)
     with pytest.raises(KeyboardInterrupt):
@@ -324,9 +324,7 @@ def test_records_are_what_a_first_save_queues(hub):
         assert records[distinct_id]["$user_operations"] == operations
 
 
-def test_a_value_too_big_for_any_record_is_refused_alone_and_a_dry_run_reports_it(
-    hub, monkeypatch
-):
+def test_a_value_too_big_for_any_record_is_refused_alone_and_a_dry_run_reports_it(hub, monkeypatch):
     ok, big = users(2)
     real = User.get_full_name
     monkeypatch.setattr(
@@ -382,11 +380,11 @@ def test_a_send_that_raises_stops_the_run_before_the_next_batch(hub, monkeypatch
     original = SuprsendClient.send_records
     calls = []
 
-    def broken_second(self, records):
+    def broken_second(self, records, **options):
         calls.append([r["distinct_id"] for r in records])
         if len(calls) == 2:
             raise RuntimeError("connection pool exploded")
-        return original(self, records)
+        return original(self, records, **options)
 
     monkeypatch.setattr(SuprsendClient, "send_records", broken_second)
     with pytest.raises(RuntimeError, match="exploded"):

@@ -216,12 +216,12 @@ def test_a_late_worker_never_overwrites_the_outcome_of_the_worker_that_took_over
     client = SuprsendClient("ws_test_key", "ws_test_secret", base_url=hub.url)  # worker A's
     send = client.send_records
 
-    def slow_send(records):
+    def slow_send(records, **options):
         _expire_leases()  # A is still waiting for the hub; B takes over
         assert flush().synced == 2
         if late_answer != 202:
             hub.fail_next(1, status=late_answer)
-        return send(records)
+        return send(records, **options)
 
     client.send_records = slow_send
     late = flush_once(client=client)
