@@ -185,7 +185,8 @@ def test_a_date_further_than_max_clock_skew_from_the_hubs_clock_is_401(hub, offs
     hub.max_clock_skew = 300
     response = post_event(hub, record(), date=signing.http_date(time.time() + offset))
     assert_401(response, "request expired")
-    assert f"400s {where} the hub's clock" in response.json()["message"]
+    # An HTTP-date counts whole seconds: the skew it shows is off by up to one
+    assert re.search(rf"is (399|400|401)s {where} the hub.s clock", response.json()["message"])
     assert "more than the 300s allowed" in response.json()["message"]
     assert hub.profiles() == {}
     # Within the allowance it is accepted; the check can be lifted while serving.
