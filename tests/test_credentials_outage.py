@@ -7,12 +7,15 @@ import logging
 from datetime import timedelta
 
 import pytest
+from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 
 from django_suprsend import outage, outbox
 from django_suprsend.flush import flush, flush_once
 from django_suprsend.models import CredentialsOutage, OutboxEntry, SyncState, SyncStatus
 from django_suprsend.operations import ProfileEdit
+from django_suprsend.testing.pytest_plugin import WORKSPACE_SECRET
 from tests.testapp.factories import make_user
 
 pytestmark = pytest.mark.django_db
@@ -20,6 +23,7 @@ pytestmark = pytest.mark.django_db
 Status = OutboxEntry.Status
 PROFILES = [f"p{i}" for i in range(20)]
 WRONG_SECRET = "ws_rotated_secret_not_deployed"
+STATES = reverse("admin:django_suprsend_syncstate_changelist")
 
 
 @pytest.fixture(autouse=True)
@@ -211,3 +215,25 @@ def test_other_failures_keep_their_own_handling(hub):
     flush()
     assert OutboxEntry.objects.get().status == Status.FAILED
     assert outage.current() is None
+
+
+def test_the_admin_summary_shows_the_outage_until_a_request_succeeds(
+    hub, settings, admin_client: Client
+):
+    settings.SUPRSEND = {**settings.SUPRSEND, "WORKSPACE_SECRET": WRONG_SECRET}
+    queue("a", "b")
+    flush()
+
+    page = admin_client.get(STATES).content.decode()
+
+    assert 'id="suprsend-credentials-outage"' in page
+    assert "The SuprSend hub refuses the credentials (HTTP 401): 1 request refused" in page
+    assert "none is marked failed" in page
+    assert "SUPRSEND[&#x27;WORKSPACE_SECRET&#x27;]" in page
+    assert "signature does not match" in page
+    assert WRONG_SECRET not in page
+
+    settings.SUPRSEND = {**settings.SUPRSEND, "WORKSPACE_SECRET": WORKSPACE_SECRET}
+    make_due()
+    flush()
+    assert 'id="suprsend-credentials-outage"' not in admin_client.get(STATES).content.decode()
