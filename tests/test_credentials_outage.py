@@ -70,6 +70,18 @@ def test_one_refusal_keeps_every_record_queued_not_failed(hub, status):
     assert "refused the credentials" in states[0].last_error
 
 
+def test_the_flush_tries_no_further_batch_after_a_refusal(hub, settings):
+    settings.SUPRSEND = {**settings.SUPRSEND, "BATCH_SIZE": 5}
+    queue(*PROFILES)
+    hub.fail_next(1, 401)
+
+    result = flush()
+
+    assert (result.claimed, result.refused_credentials) == (5, 5)
+    assert len(hub.requests) == 1
+    assert OutboxEntry.objects.filter(last_error_code=None).count() == 15  # never tried
+
+
 def test_a_long_outage_never_fails_the_records_and_they_go_once_it_ends(hub):
     queue(*PROFILES)
     hub.fail_next(5, 401)  # more tries than MAX_ATTEMPTS (3)
