@@ -38,11 +38,11 @@ from django.utils.timesince import timesince
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from . import outbox
+from . import outage, outbox
 from .api import sync, unset_channels
 from .bulk import LOCAL_ERROR_CODES
 from .mixins import SuprsendProfileMixin, mapping_for
-from .models import OutboxEntry, SyncState, SyncStatus
+from .models import CredentialsOutage, OutboxEntry, SyncState, SyncStatus
 from .operations import CHANNEL_KEYS, ProfileEdit
 
 __all__ = ["SuprsendAdminMixin", "SyncStateAdmin"]
@@ -458,7 +458,8 @@ class SyncStateAdmin(_ActionPermissions, admin.ModelAdmin):
 
     @staticmethod
     def summary() -> dict[str, Any]:
-        """Counts per status, failures of the last 24 hours, the outbox's backlog: 2 queries."""
+        """Counts per status, failures of the last 24 hours, the outbox's backlog, and whether
+        the hub refuses the credentials: 3 queries."""
         now = timezone.now()
         per_status = {
             row["status"]: row
@@ -480,7 +481,24 @@ class SyncStateAdmin(_ActionPermissions, admin.ModelAdmin):
             "failed_24h": per_status.get(SyncStatus.FAILED, {}).get("recent", 0),
             "pending_entries": backlog["count"],
             "oldest_pending_age": timesince(backlog["oldest"], now) if backlog["oldest"] else None,
+            "credentials_outage": _credentials_outage(now),
         }
+
+
+def _credentials_outage(now: datetime) -> dict[str, Any] | None:
+    """What the summary says while the hub refuses the credentials (None: it does not)."""
+    current = outage.current(using=router.db_for_read(CredentialsOutage))
+    if current is None:
+        return None
+    return {
+        "status_code": current.status_code,
+        "since": current.first_seen_at,
+        "lasted": outage.lasted(current.first_seen_at, now),
+        "last_seen": current.last_seen_at,
+        "refusals": current.refusals,
+        "error": Truncator(current.error).chars(500),
+        "what_to_check": outage.WHAT_TO_CHECK,
+    }
 
 
 # -- the mixin for the project's own admin ------------------------------------------------

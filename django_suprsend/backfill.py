@@ -37,7 +37,7 @@ from django.db import connections, models, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from . import outbox
+from . import outage, outbox
 from .bulk import BulkResponse
 from .checks import profile_models
 from .client import AUTH_ERRORS, SuprsendClient
@@ -516,11 +516,16 @@ def _record_sent(
             failed.append(_failed(row, failure, code, content_type_id))
     batch.stats.sent += len(synced)
     batch.stats.failed += len(failed)
-    batch.stats.refused_credentials += sum(
-        1 for f in failures.values() if f.get("code") in AUTH_ERRORS
-    )
+    refusals = [f for f in failures.values() if f.get("code") in AUTH_ERRORS]
+    batch.stats.refused_credentials += len(refusals)
     record_synced(synced, using=using)
     record(failed, using=using)
+    # The outage the admin shows: the workers are refused the same credentials (the run
+    # itself reports it, and its rows failed: only running it again sends them).
+    if refusals:
+        outage.refused(refusals[0]["code"], str(refusals[0]["error"]), using=using)
+    elif synced:
+        outage.accepted(using=using)
 
 
 def _send_all(

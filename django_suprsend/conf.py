@@ -40,6 +40,9 @@ DEFAULTS: dict[str, Any] = {
     "MAX_ATTEMPTS": 12,
     "RETRY_BACKOFF": 10.0,
     "RETRY_BACKOFF_MAX": 3600.0,
+    # Seconds between two ERROR log lines while the hub refuses the credentials (401/403):
+    # one line per period, whatever the number of workers, flushes and records.
+    "CREDENTIALS_LOG_INTERVAL": 600.0,
     # Sent entries kept for the admin's history, in days; the sweep prunes older ones.
     "KEEP_SENT_DAYS": 7,
     # Seconds within which commits share flush tasks: the first publishes at once, the

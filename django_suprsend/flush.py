@@ -12,12 +12,17 @@ from dataclasses import dataclass, field
 from itertools import takewhile
 from typing import Any
 
-from . import outbox
+from . import outage, outbox
 from .bulk import NO_ANSWER, BulkResponse
-from .client import SuprsendClient
+from .client import AUTH_ERRORS, SuprsendClient
 from .client_factory import get_client
 from .conf import suprsend_settings
-from .exceptions import SuprsendAPIError, SuprsendError, SuprsendTransportError
+from .exceptions import (
+    SuprsendAPIError,
+    SuprsendAuthenticationError,
+    SuprsendError,
+    SuprsendTransportError,
+)
 from .mixins import error_dict
 from .models import OutboxEntry, SyncStatus
 from .operations import MAX_RECORD_BYTES, build_record, record_size
@@ -38,16 +43,66 @@ class FlushResult:
     retrying: int = 0
     failed: int = 0
     released: int = 0
+    #: Of the retrying profiles, those held back because the hub refused the credentials.
+    refused_credentials: int = 0
 
     def add(self, other: FlushResult) -> None:
-        for name in ("claimed", "synced", "retrying", "failed", "released"):
+        for name in ("claimed", "synced", "retrying", "failed", "released", "refused_credentials"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def __str__(self) -> str:
+        refused = (
+            f" ({self.refused_credentials} because the hub refused the credentials)"
+            if self.refused_credentials
+            else ""
+        )
         return (
             f"{self.claimed} entries claimed: {self.synced} profiles synced, "
-            f"{self.retrying} retrying, {self.failed} failed, {self.released} entries held back"
+            f"{self.retrying} retrying{refused}, {self.failed} failed, "
+            f"{self.released} entries held back"
         )
+
+
+class _Credentials:
+    """What the hub made of the credentials in one flush; the last answer decides.
+
+    A refusal is recorded at once (its wait depends on how long the outage has lasted),
+    an acceptance at the end (:meth:`settle`), unless a refusal came after it.
+    """
+
+    def __init__(self, using: str) -> None:
+        self.using = using
+        self.accepted = False
+        self.wait: float | None = None  # set once the hub refused them in this flush
+        self.held = 0  # profiles given back for it
+
+    def refused(self, status: int, error: str) -> None:
+        first_seen = outage.refused(status, error, using=self.using)
+        self.accepted = False
+        self.wait = outage.retry_wait(first_seen)
+
+    def hold(
+        self,
+        claim: outbox.Claim,
+        entries: list[outbox.Entry],
+        error: str,
+        code: int,
+        failed_record: dict[str, Any] | None = None,
+    ) -> Outcome:
+        """One profile's entries, refused with the credentials: pending again after the
+        outage's wait, retrying, never failed."""
+        outbox.mark_held(claim, entries, error=error, code=code, wait=self.wait or 0.0)
+        self.held += 1
+        return Outcome(entries, SyncStatus.RETRYING, error, code, failed_record)
+
+    def accept(self) -> None:
+        self.accepted = True
+
+    def settle(self) -> None:
+        if self.accepted:
+            outage.accepted(using=self.using)
+        elif self.wait is not None:
+            outage.report(self.held, self.wait, using=self.using)
 
 
 @dataclass
@@ -75,9 +130,12 @@ def flush(
     while True:
         result = flush_once(using=using, client=client, limit=limit)
         total.add(result)
-        # Stop when a batch sent nothing: none due, or all held back behind other workers.
-        if result.claimed == result.released or (
-            deadline is not None and time.monotonic() > deadline
+        # Stop when a batch sent nothing (none due, or all held back behind other workers),
+        # or when the hub refused the credentials: the next batch would be refused too.
+        if (
+            result.claimed == result.released
+            or result.refused_credentials
+            or (deadline is not None and time.monotonic() > deadline)
         ):
             return total
 
@@ -95,15 +153,18 @@ def flush_once(
     plan = _plan(claim, client)
     claim.release(plan.release)
     result.released += len(plan.release)
+    credentials = _Credentials(using)
     # Edits last: what the claim still holds after them is exactly the delivered edits.
     outcomes = [
         *_refuse(claim, plan.refused),
-        *_send_deletes(client, claim, plan.deletes),
-        *_send_edits(client, claim, plan.edits),
+        *_send_deletes(client, claim, plan.deletes, credentials),
+        *_send_edits(client, claim, plan.edits, credentials),
     ]
     if claim.lost:  # the lease ran out mid-send: those outcomes are another worker's now
         outcomes = [o for o in outcomes if not any(e.id in claim.lost for e in o.entries)]
     record(outcomes, using=using)
+    credentials.settle()
+    result.refused_credentials = credentials.held
     for outcome in outcomes:
         if outcome.status == SyncStatus.SYNCED:
             result.synced += 1
@@ -169,6 +230,7 @@ def _send_edits(
     client: SuprsendClient,
     claim: outbox.Claim,
     edits: list[tuple[list[outbox.Entry], dict[str, Any], list[dict[str, Any]]]],
+    credentials: _Credentials,
 ) -> list[Outcome]:
     if not edits:
         return []
@@ -176,6 +238,12 @@ def _send_edits(
     failures = response.failures_by_record()
     retryable = {id(f) for f in response.retryable}
     codes = response.stored_codes()
+    # After a 401/403 the client sends nothing more: a refusal is the flush's last answer.
+    refusal = next((f for f in response.failed_records if codes[id(f)] in AUTH_ERRORS), None)
+    if refusal is not None:
+        credentials.refused(codes[id(refusal)], str(refusal["error"]))
+    elif response.succeeded_insert_ids:
+        credentials.accept()
     delivered: list[outbox.Entry] = []
     outcomes = []
     for entries, record_, errors in edits:
@@ -188,6 +256,11 @@ def _send_edits(
             outcomes.append(_delivered(entries, record_, errors))
             continue
         code = codes[id(failure)]
+        if code in AUTH_ERRORS:
+            outcomes.append(
+                credentials.hold(claim, entries, str(failure["error"]), code, _as_json(failure))
+            )
+            continue
         again = outbox.mark_failed(
             claim,
             entries,
@@ -219,7 +292,10 @@ def _delivered(
 
 
 def _send_deletes(
-    client: SuprsendClient, claim: outbox.Claim, deletes: list[list[outbox.Entry]]
+    client: SuprsendClient,
+    claim: outbox.Claim,
+    deletes: list[list[outbox.Entry]],
+    credentials: _Credentials,
 ) -> list[Outcome]:
     if not deletes:
         return []
@@ -227,6 +303,10 @@ def _send_deletes(
     ids = [group[0].distinct_id for group in deletes]
     try:
         client.bulk_delete_users(ids)
+    except SuprsendAuthenticationError as exc:
+        credentials.refused(exc.status_code, str(exc))
+        error = f"delete failed: {exc}"
+        return [credentials.hold(claim, group, error, exc.status_code) for group in deletes]
     except SuprsendError as exc:
         code = exc.status_code if isinstance(exc, SuprsendAPIError) else NO_ANSWER
         retry = isinstance(exc, SuprsendTransportError) or is_retryable_status(code)
@@ -236,6 +316,7 @@ def _send_deletes(
             status = SyncStatus.RETRYING if again else SyncStatus.FAILED
             outcomes.append(Outcome(group, status, error=f"delete failed: {exc}", code=code))
         return outcomes
+    credentials.accept()
     outbox.mark_sent(claim, entries)
     return [Outcome(group, SyncStatus.SYNCED, delivered=True) for group in deletes]
 
@@ -259,7 +340,9 @@ def _as_json(failure: dict[str, Any]) -> dict[str, Any]:
 
 
 def _log(response: BulkResponse) -> None:
-    if response.failure:
+    codes = response.stored_codes().values()
+    # Refused credentials are the outage's to log, once per period (outage.report).
+    if response.failure and not all(code in AUTH_ERRORS for code in codes):
         logger.warning("SuprSend flush: %s", response)
     else:
         logger.debug("SuprSend flush: %s", response)

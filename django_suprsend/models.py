@@ -137,6 +137,34 @@ class SyncState(models.Model):
         return f"{self.distinct_id}: {self.status}"
 
 
+class CredentialsOutage(models.Model):
+    """The hub refuses the credentials (``401``/``403``): one row while that lasts.
+
+    Written by the workers when the hub refuses a request's credentials, and
+    deleted by the first request it accepts again. While it is there, the
+    entries of the refused requests stay pending (see ``django_suprsend.outage``)
+    and the admin's summary shows it. ``error`` is the hub's answer with the
+    credentials masked, as the client reports it.
+    """
+
+    #: The one row's primary key: there is one hub, so one outage at a time.
+    ID = 1
+
+    status_code = models.PositiveSmallIntegerField()
+    error = models.TextField(blank=True)
+    first_seen_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    refusals = models.PositiveIntegerField(default=0)  # requests refused since first_seen_at
+    logged_at = models.DateTimeField(null=True, blank=True)  # its last ERROR log line
+
+    class Meta:
+        verbose_name = _("credentials outage")
+        verbose_name_plural = _("credentials outages")
+
+    def __str__(self) -> str:
+        return f"HTTP {self.status_code} since {self.first_seen_at:%Y-%m-%d %H:%M:%S}"
+
+
 class BackfillCheckpoint(models.Model):
     """Where a ``manage.py suprsend_backfill`` run stands, so that a killed run resumes.
 

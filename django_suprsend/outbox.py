@@ -482,22 +482,44 @@ def mark_failed(
         return False
     attempts = max(entry.attempts for entry in entries) + 1
     again = retryable and attempts < suprsend_settings.MAX_ATTEMPTS
-    now = timezone.now()
+    wait = max(backoff_seconds(attempts), not_before or 0) if again else 0.0
+    status = Status.PENDING if again else Status.FAILED
+    written = _give_back(claim_, entries, status, wait, error, code, attempts=attempts)
+    for entry in entries:
+        entry.attempts = attempts
+    return again and written == len(entries)
+
+
+def mark_held(claim_: Claim, entries: list[Entry], *, error: str, code: int, wait: float) -> None:
+    """Not sent because the hub refused the credentials (``401``/``403``): not the entries'
+    fault, so they go back to pending after ``wait`` seconds with their attempts as they
+    were (an outage of the credentials never makes them fail), and keep their tag."""
+    entries = claim_.still_held(entries)
+    if entries:
+        _give_back(claim_, entries, Status.PENDING, wait, error, code)
+
+
+def _give_back(
+    claim_: Claim,
+    entries: list[Entry],
+    status: str,
+    wait: float,
+    error: str,
+    code: int | None,
+    **values: Any,
+) -> int:
+    """Write a failed attempt's outcome on the entries this claim still holds; the rows written."""
     rows = OutboxEntry.objects.using(claim_.using).filter(
         id__in=[e.id for e in entries], claimed_by=claim_.token
     )
     written = rows.update(
-        status=Status.PENDING if again else Status.FAILED,
-        attempts=attempts,
-        next_attempt_at=now + timedelta(seconds=max(backoff_seconds(attempts), not_before or 0))
-        if again
-        else now,
+        status=status,
+        next_attempt_at=timezone.now() + timedelta(seconds=wait),
         claimed_by="",
         claimed_until=None,
         last_error=error[:4000],
         last_error_code=code,
+        **values,
     )
     claim_.written(entries, written)
-    for entry in entries:
-        entry.attempts = attempts
-    return again and written == len(entries)
+    return written

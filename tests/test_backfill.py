@@ -13,11 +13,12 @@ from django.db import connection
 from django.db.backends.signals import connection_created
 from django.utils import timezone
 
-from django_suprsend import backfill
+from django_suprsend import backfill, outage
 from django_suprsend.api import paused
 from django_suprsend.client import SuprsendClient
 from django_suprsend.mixins import SNAPSHOT_KEY
 from django_suprsend.models import BackfillCheckpoint, OutboxEntry, SyncState, SyncStatus
+from django_suprsend.testing.pytest_plugin import WORKSPACE_SECRET
 from tests.testapp.factories import make_user
 from tests.testapp.models import Customer, Device, Staff, User
 
@@ -231,6 +232,12 @@ def test_a_wrong_secret_is_named_as_the_cause_and_no_futile_rerun_is_advised(hub
     assert "--only-failed" not in err
     assert "ws_wrong_secret_value" not in err
     assert set(SyncState.objects.values_list("last_error_code", flat=True)) == {401}
+    # The admin shows it as the workers' outage, until a request is accepted.
+    assert outage.current() is not None
+    assert "ws_wrong_secret_value" not in outage.current().error
+    settings.SUPRSEND = {**settings.SUPRSEND, "WORKSPACE_SECRET": WORKSPACE_SECRET}
+    call_command("suprsend_backfill", "testapp.User", "--restart", stdout=StringIO())
+    assert outage.current() is None
 
 
 def test_exit_status_one_on_partial_failure(hub):

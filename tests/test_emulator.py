@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -62,11 +63,13 @@ def send(
     headers: dict[str, str] | None = None,
     timeout: float = 10,
     session: requests.Session | None = None,
+    date: str | None = None,
 ) -> requests.Response:
-    """A request signed as the SDK signs it (``sign_data`` signs other bytes than sent)."""
+    """A request signed as the SDK signs it (``sign_data`` signs other bytes than sent),
+    dated now or ``date``."""
     if data is None:
         data = b"" if body is None else encode(body)
-    date = signing.http_date()
+    date = date or signing.http_date()
     uri = urlsplit(hub.url).path + path
     sig = signing.signature(
         secret, method, data if sign_data is None else sign_data, date=date, request_uri=uri
@@ -175,6 +178,37 @@ def test_tampered_body_is_401(hub):
 def test_missing_date_is_401(hub):
     response = send(hub, "GET", "v1/user/u1/", headers={"Date": ""})
     assert_401(response, "missing Date header")
+
+
+@pytest.mark.parametrize(("offset", "where"), [(400, "ahead of"), (-400, "behind")])
+def test_a_date_further_than_max_clock_skew_from_the_hubs_clock_is_401(hub, offset, where):
+    hub.max_clock_skew = 300
+    response = post_event(hub, record(), date=signing.http_date(time.time() + offset))
+    assert_401(response, "request expired")
+    # An HTTP-date counts whole seconds: the skew it shows is off by up to one
+    assert re.search(rf"is (399|400|401)s {where} the hub.s clock", response.json()["message"])
+    assert "more than the 300s allowed" in response.json()["message"]
+    assert hub.profiles() == {}
+    # Within the allowance it is accepted; the check can be lifted while serving.
+    assert post_event(hub, record(), date=signing.http_date(time.time() + offset / 2)).ok
+    hub.max_clock_skew = None
+    assert post_event(hub, record(), date=signing.http_date(time.time() + offset)).ok
+
+
+def test_any_date_is_accepted_without_max_clock_skew(hub):
+    assert post_event(hub, record(), date=signing.http_date(time.time() - 86_400)).ok
+    assert "Date within" not in hub.page_state()["hub"]["auth"]
+
+
+def test_an_unreadable_date_is_401_with_max_clock_skew(hub):
+    hub.max_clock_skew = 300
+    assert_401(post_event(hub, record(), date="yesterday"), "is not an HTTP-date")
+    assert hub.page_state()["hub"]["auth"] == "HMAC signature (Date within 300s) or Bearer API key"
+
+
+def test_max_clock_skew_does_not_apply_to_bearer_requests():
+    with HubEmulator(KEY, SECRET, api_key=API_KEY, max_clock_skew=1) as hub:
+        assert bearer(hub, "GET", "v1/user/u1/").status_code == 404
 
 
 def test_missing_authorization_is_401(hub):
@@ -967,6 +1001,11 @@ def test_keep_bodies_forgets_older_bodies_but_not_their_requests():
         assert [r.body for r in logged] == [b"", b"", bodies[2], bodies[3]]
         assert [r.record_count for r in logged] == [1, 1, 1, 1]
         assert len(hub.profiles()) == 4
+
+
+def test_the_cli_sets_max_clock_skew():
+    assert build_hub(parse_args(["--max-clock-skew", "90"])).max_clock_skew == 90
+    assert build_hub(parse_args([])).max_clock_skew is None
 
 
 def test_the_cli_keeps_the_bodies_its_page_shows():

@@ -22,9 +22,12 @@ import pytest
 from celery import Celery
 from django.db import transaction
 from django.db.models import Count
+from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 
-from django_suprsend import outbox
+from django_suprsend import outage, outbox
+from django_suprsend.api import paused
 from django_suprsend.flush import flush, flush_once
 from django_suprsend.models import OutboxEntry, SyncState, SyncStatus
 from django_suprsend.operations import ProfileEdit
@@ -32,8 +35,10 @@ from django_suprsend.tasks import flush_outbox, sweep
 from django_suprsend.testing.profiles import ProfileStore
 from tests.celery_app import BROKER_URL, app
 from tests.testapp.factories import make_user
+from tests.testapp.models import User
 from tests.workers import (
     broker_unreachable_reason,
+    stop_all,
     suprsend_settings,
     wait_until,
     worker_pool,
@@ -442,3 +447,67 @@ def test_a_timed_out_record_keeps_its_insert_id_when_the_profile_changed_since(
 
     assert not OutboxEntry.objects.filter(status=Status.PENDING).exists()
     assert suprsend_hub.properties("t1")["history"] == [1, 2]  # each step applied once
+
+
+# -- 6. a worker whose clock is off --------------------------------------------------------
+
+SKEWED_PROFILES = 20
+OUTAGE_BANNER = 'id="suprsend-credentials-outage"'
+
+
+def test_a_worker_whose_clock_is_off_keeps_the_changes_queued_until_it_is_fixed(pool, suprsend_hub):
+    """The hub refuses a signed Date 15 minutes off its clock (401): nothing fails, the admin
+    shows the outage, the worker logs one error; a worker with a right clock sends it all."""
+    suprsend_hub.max_clock_skew = 300
+    fast = {"HTTP_MAX_ATTEMPTS": 1, "RETRY_BACKOFF": 0.2, "RETRY_BACKOFF_MAX": 0.5}
+    [skewed] = pool.start(1, clock_skew=900, MAX_ATTEMPTS=2, **fast)
+    with paused():
+        admin = User.objects.create_superuser("admin", "admin@example.com", "pw")
+    browser = Client()
+    browser.force_login(admin)
+    users = [make_user(email=f"skew{i}@example.com") for i in range(SKEWED_PROFILES)]
+    ids = [str(user.pk) for user in users]
+
+    def refused() -> list[Any]:
+        return [r for r in suprsend_hub.requests if r.status == 401]
+
+    # The worker tries again and again (more often than MAX_ATTEMPTS), always refused...
+    wait_until(lambda: len(refused()) >= 4, 30, lambda: f"{len(refused())} refused\n{pool.logs()}")
+    assert "request expired" in refused()[0].response_body.decode()
+    assert suprsend_hub.profiles() == {}
+    # ...and no record is failed: every change waits, retrying.
+    assert set(OutboxEntry.objects.values_list("status", flat=True)) == {Status.PENDING}
+    wait_until(
+        lambda: (
+            SyncState.objects.filter(
+                distinct_id__in=ids, status=SyncStatus.RETRYING, last_error_code=401
+            ).count()
+            == SKEWED_PROFILES
+        ),
+        30,
+        lambda: f"sync states {list(SyncState.objects.values_list('status', flat=True))}",
+    )
+    assert not SyncState.objects.filter(status=SyncStatus.FAILED).exists()
+    current = outage.current()
+    assert current is not None
+    assert "ahead of the hub's clock" in current.error
+    page = browser.get(reverse("admin:django_suprsend_syncstate_changelist")).content.decode()
+    assert OUTAGE_BANNER in page
+    assert "clock" in page
+    # One ERROR in the worker's log for all those refusals and records.
+    errors = [line for line in skewed.log().splitlines() if "ERROR" in line]
+    assert len(errors) == 1, errors
+    assert "the hub refused the credentials (HTTP 401)" in errors[0]
+
+    # The clock is fixed: the worker restarts with NTP.
+    stop_all([skewed])
+    pool.start(1, **fast)
+    pool.send(flush_outbox)
+
+    wait_synced(ids)
+    wait_all_sent(pool, timeout=30)
+    emails = [suprsend_hub.channel_values(distinct_id, "$email") for distinct_id in ids]
+    assert emails == [[user.email] for user in users]
+    assert outage.current() is None
+    page = browser.get(reverse("admin:django_suprsend_syncstate_changelist")).content.decode()
+    assert OUTAGE_BANNER not in page

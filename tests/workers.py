@@ -232,8 +232,9 @@ class WorkerPool:
         self._names = itertools.count(1)
         self._purge(delete=False)
 
-    def env(self, **suprsend: Any) -> dict[str, str]:
-        """The environment of a worker: test database, broker, hub, queue, ``SUPRSEND`` keys."""
+    def env(self, clock_skew: float = 0.0, **suprsend: Any) -> dict[str, str]:
+        """The environment of a worker: test database, broker, hub, queue, ``SUPRSEND`` keys,
+        and how many seconds off its signing clock is (see ``tests/celery_app.py``)."""
         env = {
             name: value
             for name, value in os.environ.items()
@@ -244,18 +245,21 @@ class WorkerPool:
             DATABASE_URL=self.database_url,
             CELERY_BROKER_URL=BROKER_URL,
             PYTHONUNBUFFERED="1",
+            TESTS_CLOCK_SKEW=str(clock_skew),
         )
         settings = suprsend_settings(self.hub_url, self.queue, **suprsend)
         env.update({f"SUPRSEND_{key}": str(value) for key, value in settings.items()})
         return env
 
-    def start(self, count: int = 1, **suprsend: Any) -> list[Worker]:
-        """Start ``count`` workers with these ``SUPRSEND`` settings; wait until they consume."""
+    def start(self, count: int = 1, *, clock_skew: float = 0.0, **suprsend: Any) -> list[Worker]:
+        """Start ``count`` workers with these ``SUPRSEND`` settings, signing ``clock_skew``
+        seconds off the real time; wait until they consume."""
         started = []
         for _ in range(count):
             name = f"w{next(self._names)}-{self.number}"
             log_path = self.log_dir / f"{name}.log"
-            worker = Worker(name, self.queue, self.env(**suprsend), log_path).start()
+            env = self.env(clock_skew, **suprsend)
+            worker = Worker(name, self.queue, env, log_path).start()
             self.workers.append(worker)
             started.append(worker)
         for worker in started:

@@ -41,6 +41,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--path-prefix", default="", help="serve under this path")
     parser.add_argument("--no-auth", action="store_true", help="accept unsigned requests")
     parser.add_argument(
+        "--max-clock-skew",
+        type=float,
+        metavar="SECONDS",
+        help="answer 401 to a signed request whose Date is further than this from this clock",
+    )
+    parser.add_argument(
         "--no-page",
         action="store_true",
         help="do not serve the read-only profiles page at / (and _emulator/state.json)",
@@ -61,6 +67,7 @@ def build_hub(args: argparse.Namespace) -> HubEmulator:
         path_prefix=args.path_prefix,
         serve_page=not args.no_page,  # run by hand: people look at it
         keep_bodies=page.REQUEST_LIMIT,  # nothing but the page can read them
+        max_clock_skew=args.max_clock_skew,
     )
 
 

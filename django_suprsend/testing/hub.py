@@ -20,6 +20,10 @@ read-only page for people at ``/`` and ``_emulator/`` (JSON at
 ``_emulator/state.json``): the profiles it holds and the recent requests.
 Those GETs need no auth, use no fault and are not logged in ``requests``.
 
+``max_clock_skew=S`` answers ``401`` to an HMAC-signed request whose ``Date``
+is more than ``S`` seconds from the emulator's clock, as a hub refuses a
+request signed on a machine whose clock is off (default None: any ``Date``).
+
 ``keep_bodies=N`` keeps the bodies of the newest N requests only (older
 ones read ``b""``): the CLI's choice, as a benchmark's requests would hold
 hundreds of megabytes that only the page's recent requests use.
@@ -40,6 +44,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
@@ -182,6 +187,7 @@ class HubEmulator:
         path_prefix: str = "",
         serve_page: bool = False,
         keep_bodies: int | None = None,
+        max_clock_skew: float | None = None,
     ) -> None:
         self.workspace_key = workspace_key
         self._workspace_secret = workspace_secret
@@ -193,6 +199,8 @@ class HubEmulator:
         # off by default: a test hub answers 404 at / like the real hub
         self.serve_page = serve_page
         self.keep_bodies = keep_bodies  # None: every request's body
+        # seconds a signed Date may be from this clock (None: any); may change while serving
+        self.max_clock_skew = max_clock_skew
         self.latency = 0.0
         self._port = port
         self._lock = threading.Lock()
@@ -467,7 +475,8 @@ class HubEmulator:
     def _auth_description(self) -> str:
         if not self.check_auth:
             return "off"
-        return "HMAC signature" + (" or Bearer API key" if self._api_key else "")
+        skew = "" if self.max_clock_skew is None else f" (Date within {self.max_clock_skew:g}s)"
+        return f"HMAC signature{skew}" + (" or Bearer API key" if self._api_key else "")
 
     def _page(self, request: RecordedRequest) -> _Response | None:
         """The page for a GET of one of its paths, else None (the hub's routes answer).
@@ -548,7 +557,27 @@ class HubEmulator:
                 "signature does not match: the hub signed METHOD, MD5 of the body, "
                 f"Content-Type, Date and request URI as {signed!r} with the workspace secret",
             )
+        self._check_date(date)
         return frozenset({self.workspace_key})
+
+    def _check_date(self, date: str) -> None:
+        """401 when the signed ``Date`` is further than ``max_clock_skew`` from this clock."""
+        allowed = self.max_clock_skew
+        if allowed is None:
+            return
+        try:
+            sent = parsedate_to_datetime(date).timestamp()
+        except (TypeError, ValueError, IndexError):
+            raise HubError(401, f"the Date header {date!r} is not an HTTP-date") from None
+        skew = sent - time.time()
+        if abs(skew) > allowed:
+            where = "ahead of" if skew > 0 else "behind"
+            raise HubError(
+                401,
+                f"request expired: its Date {date!r} is {abs(skew):.0f}s {where} the hub's "
+                f"clock ({signing.http_date()}), more than the {allowed:g}s allowed; check the "
+                "clock of the machine that signs the requests",
+            )
 
     # -- endpoints ---------------------------------------------------------
 

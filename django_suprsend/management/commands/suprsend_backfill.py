@@ -15,7 +15,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS
 
-from django_suprsend import backfill
+from django_suprsend import backfill, outage
 
 FAILED = 2
 USAGE_ERROR = 3
@@ -173,10 +173,8 @@ class Command(BaseCommand):
             self.stderr.write(
                 f"{total.failed} profiles failed: the hub refused the credentials "
                 f"({total.refused_credentials} records answered 401/403), so nothing can be "
-                "sent until they are fixed. Check SUPRSEND['WORKSPACE_KEY'] and "
-                "SUPRSEND['WORKSPACE_SECRET'] (or SUPRSEND['API_KEY']) against the SuprSend "
-                "dashboard, and the server's clock (a signed Date far from the hub's is "
-                "refused); then run the same command again."
+                f"sent until they are fixed. {outage.WHAT_TO_CHECK} Then run the same command "
+                "again."
             )
             return 1 if total.sent else 2
         self.stderr.write(
