@@ -77,10 +77,10 @@ def test_a_failed_process_stops_the_run_and_the_next_run_resumes_each_part(hub, 
     poisoned = str(rows[8].pk)  # in the third of three parts (rows 9 to 12)
     original = SuprsendClient.send_records
 
-    def broken(self, records):
+    def broken(self, records, **options):
         if any(r["distinct_id"] == poisoned for r in records):
             raise RuntimeError("connection pool exploded")
-        return original(self, records)
+        return original(self, records, **options)
 
     monkeypatch.setattr(SuprsendClient, "send_records", broken)
     with pytest.raises(CommandError, match="exploded") as failure:
@@ -113,10 +113,10 @@ def test_a_killed_process_is_noticed_and_its_part_resumes(hub, monkeypatch):
     victim = str(rows[4].pk)
     original = SuprsendClient.send_records
 
-    def killed(self, records):
+    def killed(self, records, **options):
         if any(r["distinct_id"] == victim for r in records):
             os.kill(os.getpid(), signal.SIGKILL)  # no exception, no message: just gone
-        return original(self, records)
+        return original(self, records, **options)
 
     monkeypatch.setattr(SuprsendClient, "send_records", killed)
     with pytest.raises(CommandError, match="exited with -9"):
