@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings as django_settings
 from django.core.signals import setting_changed
@@ -40,8 +40,11 @@ DEFAULTS: dict[str, Any] = {
     "MAX_ATTEMPTS": 12,
     "RETRY_BACKOFF": 10.0,
     "RETRY_BACKOFF_MAX": 3600.0,
-    # Sent entries kept for the admin's history, in days; the sweep prunes older ones.
+    # Days the sweep keeps outbox entries after they were sent, and after they failed for
+    # good (the profile's SyncState keeps its last error and failed record either way);
+    # None: keep them forever.
     "KEEP_SENT_DAYS": 7,
+    "KEEP_FAILED_DAYS": 30,
     # Seconds within which commits share flush tasks: the first publishes at once, the
     # rest share one task at the end of the window (0: a task for every commit).
     "FLUSH_DEBOUNCE": 1.0,
@@ -55,6 +58,31 @@ DEFAULTS: dict[str, Any] = {
 CHOICES = {
     "ON_DELETE": ("delete", "unset", "ignore"),
     "ON_DEACTIVATE": ("delete", "unset", "ignore"),
+}
+
+
+class Duration(NamedTuple):
+    """A key whose value is a number of days or seconds."""
+
+    unit: str
+    zero_allowed: bool = False
+    none_means: str | None = None  # what None does, when None is allowed
+
+    def accepts(self, value: Any) -> bool:
+        if value is None:
+            return self.none_means is not None
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return False
+        return value >= 0 if self.zero_allowed else value > 0
+
+    def __str__(self) -> str:
+        text = f"a number of {self.unit} {'(0 or more)' if self.zero_allowed else 'above 0'}"
+        return f"{text}, or None to {self.none_means}" if self.none_means else text
+
+
+DURATIONS = {
+    "KEEP_SENT_DAYS": Duration("days", zero_allowed=True, none_means="keep sent entries"),
+    "KEEP_FAILED_DAYS": Duration("days", zero_allowed=True, none_means="keep failed entries"),
 }
 
 
@@ -90,6 +118,11 @@ class SuprsendSettings:
             if merged[key] not in allowed:
                 raise SuprsendConfigurationError(
                     f"settings.SUPRSEND[{key!r}] must be one of {allowed}, got {merged[key]!r}"
+                )
+        for key, expected in DURATIONS.items():
+            if not expected.accepts(merged[key]):
+                raise SuprsendConfigurationError(
+                    f"settings.SUPRSEND[{key!r}] must be {expected}, got {merged[key]!r}"
                 )
         return merged
 

@@ -474,8 +474,10 @@ def mark_failed(
 
     Retryable failures go back to pending with a backoff (at least
     ``not_before`` seconds: the hub's ``Retry-After``), until ``MAX_ATTEMPTS``;
-    permanent ones (and exhausted ones) are failed for good. The entries keep
-    their tag, so that their retry is the same record to the hub.
+    permanent ones (and exhausted ones) are failed for good, with
+    ``next_attempt_at`` set to that moment (the sweep prunes them
+    ``KEEP_FAILED_DAYS`` later). The entries keep their tag, so that their retry
+    is the same record to the hub.
     """
     entries = claim_.still_held(entries)
     if not entries:
