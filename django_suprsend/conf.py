@@ -45,6 +45,9 @@ DEFAULTS: dict[str, Any] = {
     # None: keep them forever.
     "KEEP_SENT_DAYS": 7,
     "KEEP_FAILED_DAYS": 30,
+    # Seconds between sweeps, which the app adds to Celery beat's schedule when beat starts
+    # (unless the schedule runs django_suprsend.sweep already); None: schedule it yourself.
+    "SWEEP_INTERVAL": 30.0,
     # Seconds within which commits share flush tasks: the first publishes at once, the
     # rest share one task at the end of the window (0: a task for every commit).
     "FLUSH_DEBOUNCE": 1.0,
@@ -83,6 +86,7 @@ class Duration(NamedTuple):
 DURATIONS = {
     "KEEP_SENT_DAYS": Duration("days", zero_allowed=True, none_means="keep sent entries"),
     "KEEP_FAILED_DAYS": Duration("days", zero_allowed=True, none_means="keep failed entries"),
+    "SWEEP_INTERVAL": Duration("seconds", none_means="schedule the sweep yourself"),
 }
 
 

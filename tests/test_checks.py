@@ -98,6 +98,7 @@ def test_an_unknown_settings_key_gets_a_did_you_mean_hint() -> None:
         ("KEEP_SENT_DAYS", -1, "a number of days (0 or more), or None to keep sent entries"),
         ("KEEP_FAILED_DAYS", "30", "a number of days (0 or more), or None to keep failed"),
         ("KEEP_SENT_DAYS", True, "a number of days (0 or more), or None to keep sent entries"),
+        ("SWEEP_INTERVAL", 0, "a number of seconds above 0, or None to schedule the sweep"),
     ],
 )
 def test_a_bad_duration_is_e005_and_says_what_is_expected(key, value, expected) -> None:
@@ -109,7 +110,7 @@ def test_a_bad_duration_is_e005_and_says_what_is_expected(key, value, expected) 
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("KEEP_SENT_DAYS", 0), ("KEEP_FAILED_DAYS", None)],
+    [("KEEP_SENT_DAYS", 0), ("KEEP_FAILED_DAYS", None), ("SWEEP_INTERVAL", None)],
 )
 def test_durations_accept_zero_or_none_where_they_mean_something(key, value) -> None:
     with override_settings(SUPRSEND={"WORKSPACE_KEY": "k", "API_KEY": SECRET, key: value}):
