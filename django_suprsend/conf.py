@@ -54,6 +54,9 @@ DEFAULTS: dict[str, Any] = {
     # Seconds a process stops sending flush tasks after the broker refused one (the sweep
     # sends what is queued meanwhile), so that saves are not held by a broker that is down.
     "BROKER_DOWN_PAUSE": 30.0,
+    # Seconds a save may wait on the broker to publish its flush task, connecting included
+    # (no retries); the Celery app's own settings are left as they are for other tasks.
+    "PUBLISH_TIMEOUT": 0.5,
     # Celery queue of the app's tasks (None: the default queue).
     "QUEUE": None,
 }
@@ -87,6 +90,7 @@ DURATIONS = {
     "KEEP_SENT_DAYS": Duration("days", zero_allowed=True, none_means="keep sent entries"),
     "KEEP_FAILED_DAYS": Duration("days", zero_allowed=True, none_means="keep failed entries"),
     "SWEEP_INTERVAL": Duration("seconds", none_means="schedule the sweep yourself"),
+    "PUBLISH_TIMEOUT": Duration("seconds"),
 }
 
 
@@ -143,10 +147,11 @@ class SuprsendSettings:
     def reload(self) -> None:
         self._cache = None
         # Imported here: both modules import this one.
-        from . import client_factory, outbox
+        from . import client_factory, outbox, publish
 
         client_factory.reset()
         outbox.debouncer.reset()
+        publish.pools.reset()
 
     def __repr__(self) -> str:
         # Never the secret or the API key.

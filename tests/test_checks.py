@@ -99,6 +99,8 @@ def test_an_unknown_settings_key_gets_a_did_you_mean_hint() -> None:
         ("KEEP_FAILED_DAYS", "30", "a number of days (0 or more), or None to keep failed"),
         ("KEEP_SENT_DAYS", True, "a number of days (0 or more), or None to keep sent entries"),
         ("SWEEP_INTERVAL", 0, "a number of seconds above 0, or None to schedule the sweep"),
+        ("PUBLISH_TIMEOUT", None, "a number of seconds above 0, got None"),
+        ("PUBLISH_TIMEOUT", 0, "a number of seconds above 0, got 0"),
     ],
 )
 def test_a_bad_duration_is_e005_and_says_what_is_expected(key, value, expected) -> None:
