@@ -19,14 +19,16 @@ The Celery app's settings and its connection pool are left as they are. The
 connections are pooled per process (:data:`POOL_LIMIT` of them) and dropped
 in a forked child. A connection that fails is discarded without I/O (a hung
 broker would hold a graceful close, too); one that had worked before and
-fails (the broker restarted, a proxy dropped an idle connection) is retried
-once on a fresh connection, which a broker that is down refuses as fast.
+fails at once (the broker restarted, a proxy dropped an idle connection) is
+retried once on a fresh connection, which a broker that is down refuses as
+fast; one that timed out is not retried.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from typing import Any
 
 from kombu import Connection
@@ -106,17 +108,25 @@ def publish(task: Any, kwargs: dict[str, Any], **options: Any) -> None:
     if app.conf.task_always_eager:
         task.apply_async(kwargs=kwargs, **options)
         return
-    connection = pools.get(app).acquire(block=True, timeout=suprsend_settings.PUBLISH_TIMEOUT)
+    timeout = suprsend_settings.PUBLISH_TIMEOUT
+    connection = pools.get(app).acquire(block=True, timeout=timeout)
     try:
-        # A connection that worked before may have gone stale: it gets one fresh try.
-        attempts = 2 if connection.connected else 1
-        for attempt in range(1, attempts + 1):
-            try:
-                task.apply_async(kwargs=kwargs, connection=connection, retry=False, **options)
-                return
-            except Exception:
-                connection.collect()  # no I/O: a hung broker would hold a graceful close
-                if attempt == attempts:
-                    raise
+        # A connection that worked before may have gone stale (a restarted broker drops
+        # it): if it fails at once, it gets one fresh try. One that timed out does not:
+        # a hung broker would not answer that try either.
+        stale = connection.connected
+        start = time.monotonic()
+        try:
+            task.apply_async(kwargs=kwargs, connection=connection, retry=False, **options)
+            return
+        except Exception:
+            connection.collect()  # no I/O: a hung broker would hold a graceful close
+            if not stale or time.monotonic() - start > timeout / 2:
+                raise
+        try:
+            task.apply_async(kwargs=kwargs, connection=connection, retry=False, **options)
+        except Exception:
+            connection.collect()
+            raise
     finally:
         connection.release()

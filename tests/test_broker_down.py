@@ -174,6 +174,25 @@ def test_a_stale_connection_gets_one_fresh_try_and_a_new_one_none(monkeypatch):
         assert calls == [False]  # never connected before: no second try
 
 
+def test_a_connection_that_timed_out_gets_no_second_try(monkeypatch):
+    """A broker that hangs once connected: a second try would double the save's wait."""
+    calls: list[bool] = []
+    clock = [0.0]
+    monkeypatch.setattr(publish, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+
+    def time_out(*args, connection, **kwargs):
+        calls.append(connection.connected)
+        clock[0] += 0.5  # PUBLISH_TIMEOUT
+        raise TimeoutError("timed out")
+
+    with current_app_on("memory://"), monkeypatch.context() as patch:
+        publish.publish(tasks.flush_outbox, {"using": "default"})  # connects
+        patch.setattr(tasks.flush_outbox, "apply_async", time_out)
+        with pytest.raises(TimeoutError):
+            publish.publish(tasks.flush_outbox, {"using": "default"})
+    assert calls == [True]
+
+
 @pytest.mark.parametrize(
     ("transport", "options"),
     [
