@@ -26,9 +26,11 @@ fast; one that timed out is not retried.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from kombu import Connection
@@ -110,23 +112,28 @@ def publish(task: Any, kwargs: dict[str, Any], **options: Any) -> None:
         return
     timeout = suprsend_settings.PUBLISH_TIMEOUT
     connection = pools.get(app).acquire(block=True, timeout=timeout)
+    send = functools.partial(
+        task.apply_async, kwargs=kwargs, connection=connection, retry=False, **options
+    )
     try:
-        # A connection that worked before may have gone stale (a restarted broker drops
-        # it): if it fails at once, it gets one fresh try. One that timed out does not:
-        # a hung broker would not answer that try either.
-        stale = connection.connected
+        was_connected = connection.connected
         start = time.monotonic()
         try:
-            task.apply_async(kwargs=kwargs, connection=connection, retry=False, **options)
-            return
+            _send_on(connection, send)
         except Exception:
-            connection.collect()  # no I/O: a hung broker would hold a graceful close
-            if not stale or time.monotonic() - start > timeout / 2:
+            # A connection that worked before may have gone stale (a restarted broker
+            # dropped it): if it failed at once, it gets one fresh try. One that timed
+            # out does not: a hung broker would not answer that try either.
+            if not was_connected or time.monotonic() - start > timeout / 2:
                 raise
-        try:
-            task.apply_async(kwargs=kwargs, connection=connection, retry=False, **options)
-        except Exception:
-            connection.collect()
-            raise
+            _send_on(connection, send)
     finally:
         connection.release()
+
+
+def _send_on(connection: Connection, send: Callable[[], Any]) -> None:
+    try:
+        send()
+    except Exception:
+        connection.collect()  # no I/O: a hung broker would hold a graceful close
+        raise
