@@ -12,7 +12,7 @@ help:
 	@echo "make test   - ruff; the suite on SQLite, PostgreSQL and MariaDB; packaging; tox edges"
 	@echo "make test-quick - the suite on SQLite only"
 	@echo "make tox    - run the suite across the Python x Django matrix"
-	@echo "make bench  - run the benchmarks in bench/ (PostgreSQL for the last four)"
+	@echo "make bench  - run the benchmarks in bench/ (PostgreSQL for the last five; Redis and RabbitMQ for broker_down)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -75,6 +75,7 @@ bench: $(BIN)/.bench-installed
 	$(BIN)/python bench/drain.py
 	$(BIN)/python bench/admin_list.py
 	$(BIN)/python bench/backfill.py
+	$(BIN)/python bench/broker_down.py
 
 clean:
 	rm -rf $(VENV) .tox build dist *.egg-info .pytest_cache .ruff_cache .hypothesis

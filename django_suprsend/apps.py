@@ -7,7 +7,8 @@ class SuprsendConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401 - registers the system checks
+        from . import beat, checks  # noqa: F401 - checks registers the system checks
         from .tracking import connect_all
 
         connect_all()
+        beat.connect()

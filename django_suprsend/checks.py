@@ -9,6 +9,7 @@
 - W001: ``suprsend_distinct_id`` comes from a field that can change.
 - W002: a class attribute named ``suprsend_*`` that the mixin does not know (a typo such
   as ``suprsend_channel``), with a "did you mean" hint.
+- W003: ``SWEEP_INTERVAL`` is None and no beat schedule of the project runs the sweep.
 - W004: a workspace secret or API key too short to be a real one.
 """
 
@@ -22,12 +23,19 @@ from django.apps import AppConfig, apps
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import models
 
+from .beat import SWEEP_TASK, configured_schedules, runs_sweep
 from .client import MIN_CREDENTIAL_LENGTH
 from .conf import suprsend_settings
 from .exceptions import SuprsendConfigurationError
 from .mixins import SuprsendProfileMixin, mapping_problems, source_field
 
-__all__ = ["check_model", "check_profile_models", "check_settings", "profile_models"]
+__all__ = [
+    "check_model",
+    "check_profile_models",
+    "check_settings",
+    "check_sweep_schedule",
+    "profile_models",
+]
 
 
 @register()
@@ -65,6 +73,31 @@ def check_settings(
             ),
         )
     return messages
+
+
+@register()
+def check_sweep_schedule(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """W003: the app does not schedule the sweep, and neither does the project."""
+    try:
+        interval = suprsend_settings.SWEEP_INTERVAL
+    except SuprsendConfigurationError:
+        return []  # E005 reports it
+    if interval is not None or any(runs_sweep(s) for s in configured_schedules()):
+        return []
+    return [
+        Warning(
+            f"SUPRSEND['SWEEP_INTERVAL'] is None and no Celery beat schedule runs {SWEEP_TASK!r}: "
+            "changes whose flush task was lost (broker down at save time) are never sent, and "
+            "the outbox is never pruned.",
+            hint="Remove SUPRSEND['SWEEP_INTERVAL'] to let the app schedule the sweep when beat "
+            "starts, or schedule it yourself: CELERY_BEAT_SCHEDULE = {'suprsend-sweep': "
+            f"{{'task': {SWEEP_TASK!r}, 'schedule': 30.0}}}}. If django-celery-beat's database "
+            "schedules it, add 'django_suprsend.W003' to SILENCED_SYSTEM_CHECKS.",
+            id="django_suprsend.W003",
+        )
+    ]
 
 
 def _missing_credentials(settings: dict[str, Any]) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings as django_settings
 from django.core.signals import setting_changed
@@ -43,14 +43,23 @@ DEFAULTS: dict[str, Any] = {
     # Seconds between two ERROR log lines while the hub refuses the credentials (401/403):
     # one line per period, whatever the number of workers, flushes and records.
     "CREDENTIALS_LOG_INTERVAL": 600.0,
-    # Sent entries kept for the admin's history, in days; the sweep prunes older ones.
+    # Days the sweep keeps outbox entries after they were sent, and after they failed for
+    # good (the profile's SyncState keeps its last error and failed record either way);
+    # None: keep them forever.
     "KEEP_SENT_DAYS": 7,
+    "KEEP_FAILED_DAYS": 30,
+    # Seconds between sweeps, which the app adds to Celery beat's schedule when beat starts
+    # (unless the schedule runs django_suprsend.sweep already); None: schedule it yourself.
+    "SWEEP_INTERVAL": 30.0,
     # Seconds within which commits share flush tasks: the first publishes at once, the
     # rest share one task at the end of the window (0: a task for every commit).
     "FLUSH_DEBOUNCE": 1.0,
     # Seconds a process stops sending flush tasks after the broker refused one (the sweep
     # sends what is queued meanwhile), so that saves are not held by a broker that is down.
     "BROKER_DOWN_PAUSE": 30.0,
+    # Seconds a save may wait on the broker to publish its flush task, connecting included
+    # (no retries); the Celery app's own settings are left as they are for other tasks.
+    "PUBLISH_TIMEOUT": 0.5,
     # Celery queue of the app's tasks (None: the default queue).
     "QUEUE": None,
 }
@@ -58,6 +67,33 @@ DEFAULTS: dict[str, Any] = {
 CHOICES = {
     "ON_DELETE": ("delete", "unset", "ignore"),
     "ON_DEACTIVATE": ("delete", "unset", "ignore"),
+}
+
+
+class Duration(NamedTuple):
+    """A key whose value is a number of days or seconds."""
+
+    unit: str
+    zero_allowed: bool = False
+    none_means: str | None = None  # what None does, when None is allowed
+
+    def accepts(self, value: Any) -> bool:
+        if value is None:
+            return self.none_means is not None
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return False
+        return value >= 0 if self.zero_allowed else value > 0
+
+    def __str__(self) -> str:
+        text = f"a number of {self.unit} {'(0 or more)' if self.zero_allowed else 'above 0'}"
+        return f"{text}, or None to {self.none_means}" if self.none_means else text
+
+
+DURATIONS = {
+    "KEEP_SENT_DAYS": Duration("days", zero_allowed=True, none_means="keep sent entries"),
+    "KEEP_FAILED_DAYS": Duration("days", zero_allowed=True, none_means="keep failed entries"),
+    "SWEEP_INTERVAL": Duration("seconds", none_means="schedule the sweep yourself"),
+    "PUBLISH_TIMEOUT": Duration("seconds"),
 }
 
 
@@ -94,6 +130,11 @@ class SuprsendSettings:
                 raise SuprsendConfigurationError(
                     f"settings.SUPRSEND[{key!r}] must be one of {allowed}, got {merged[key]!r}"
                 )
+        for key, expected in DURATIONS.items():
+            if not expected.accepts(merged[key]):
+                raise SuprsendConfigurationError(
+                    f"settings.SUPRSEND[{key!r}] must be {expected}, got {merged[key]!r}"
+                )
         return merged
 
     def __getattr__(self, name: str) -> Any:
@@ -109,10 +150,11 @@ class SuprsendSettings:
     def reload(self) -> None:
         self._cache = None
         # Imported here: both modules import this one.
-        from . import client_factory, outbox
+        from . import client_factory, outbox, publish
 
         client_factory.reset()
         outbox.debouncer.reset()
+        publish.pools.reset()
 
     def __repr__(self) -> str:
         # Never the secret or the API key.

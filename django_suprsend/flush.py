@@ -314,7 +314,12 @@ def _send_deletes(
         for group in deletes:
             again = outbox.mark_failed(claim, group, error=str(exc), code=code, retryable=retry)
             status = SyncStatus.RETRYING if again else SyncStatus.FAILED
-            outcomes.append(Outcome(group, status, error=f"delete failed: {exc}", code=code))
+            # The failed record outlives the entry (the sweep prunes failed entries): the
+            # bulk delete's body for this profile, in the shape of the hub's failed records.
+            body = {"distinct_ids": [group[0].distinct_id]}
+            failed_record = {"record": body, "error": str(exc), "code": code}
+            error = f"delete failed: {exc}"
+            outcomes.append(Outcome(group, status, error, code, failed_record))
         return outcomes
     credentials.accept()
     outbox.mark_sent(claim, entries)

@@ -182,6 +182,7 @@ class _FlushDebouncer:
         self._leading: dict[str, float] = {}
         self._trailing: dict[str, float] = {}
         self._suspended_until = 0.0
+        self._down = False  # the last publish failed
 
     def countdown(self, using: str) -> float | None:
         """Seconds to delay a new flush task, or None when none should be sent now."""
@@ -200,49 +201,68 @@ class _FlushDebouncer:
             self._trailing[using] = end
             return end - now
 
-    def suspend(self, seconds: float) -> None:
+    def suspend(self, seconds: float) -> bool:
         """Publish nothing for ``seconds``: the broker is down, and every try would
-        hold a save for the broker client's connect timeout."""
+        hold a save for up to ``PUBLISH_TIMEOUT``. True when this starts an outage
+        (the first refusal since the broker last took a task)."""
         with self._lock:
             self._suspended_until = time.monotonic() + seconds
             self._leading.clear()
             self._trailing.clear()
+            first, self._down = not self._down, True
+            return first
+
+    def recovered(self) -> bool:
+        """The broker took a task: True when that ends an outage."""
+        with self._lock:
+            was_down, self._down = self._down, False
+            return was_down
 
     def reset(self) -> None:
         with self._lock:
             self._leading.clear()
             self._trailing.clear()
             self._suspended_until = 0.0
+            self._down = False
 
 
 debouncer = _FlushDebouncer()
 
 
 def _send_flush_task(using: str) -> None:
-    """Enqueue the flush task; a broker that is down must not break the save."""
-    from .tasks import flush_outbox  # tasks imports Celery: keep it off the import path
+    """Enqueue the flush task within ``PUBLISH_TIMEOUT``; a broker that is down must not
+    break the save, nor hold it (see :mod:`django_suprsend.publish`)."""
+    from .publish import broker_name, publish  # kombu, and Celery: off the import path
+    from .tasks import flush_outbox
 
     countdown = debouncer.countdown(using)
     if countdown is None:
         return
+    options: dict[str, Any] = {}
+    if countdown:
+        options["countdown"] = countdown
+    if suprsend_settings.QUEUE:
+        options["queue"] = suprsend_settings.QUEUE
     try:
-        options: dict[str, Any] = {"retry": False}
-        if countdown:
-            options["countdown"] = countdown
-        if suprsend_settings.QUEUE:
-            options["queue"] = suprsend_settings.QUEUE
-        flush_outbox.apply_async(kwargs={"using": using}, **options)
+        publish(flush_outbox, {"using": using}, **options)
     except Exception as exc:  # the broker's errors are many and transport-specific
         pause = suprsend_settings.BROKER_DOWN_PAUSE
-        debouncer.suspend(pause)
-        logger.warning(
-            "SuprSend: could not enqueue the flush task (%s: %s); the change is kept in the "
-            "outbox and will be sent by the periodic sweep or `manage.py suprsend_flush`. "
-            "No flush task is sent from this process for the next %s seconds.",
-            type(exc).__name__,
-            exc,
-            pause,
-        )
+        if debouncer.suspend(pause):
+            logger.warning(
+                "SuprSend: could not enqueue the flush task on the broker %s (%s: %s); the "
+                "change is kept in the outbox and will be sent by the periodic sweep or "
+                "`manage.py suprsend_flush`. This process sends no flush task for the next %s "
+                "seconds, and logs its next failures at DEBUG until the broker takes one again.",
+                broker_name(flush_outbox.app),
+                type(exc).__name__,
+                exc,
+                pause,
+            )
+        else:
+            logger.debug("SuprSend: the broker still refuses flush tasks (%s)", exc)
+        return
+    if debouncer.recovered():
+        logger.info("SuprSend: the broker takes flush tasks again")
 
 
 # -- claiming ------------------------------------------------------------------
@@ -474,8 +494,10 @@ def mark_failed(
 
     Retryable failures go back to pending with a backoff (at least
     ``not_before`` seconds: the hub's ``Retry-After``), until ``MAX_ATTEMPTS``;
-    permanent ones (and exhausted ones) are failed for good. The entries keep
-    their tag, so that their retry is the same record to the hub.
+    permanent ones (and exhausted ones) are failed for good, with
+    ``next_attempt_at`` set to that moment (the sweep prunes them
+    ``KEEP_FAILED_DAYS`` later). The entries keep their tag, so that their retry
+    is the same record to the hub.
     """
     entries = claim_.still_held(entries)
     if not entries:

@@ -1,17 +1,14 @@
 """Celery tasks: flush the outbox, sweep it. All idempotent: running one twice,
 or on several workers at once, sends each entry once.
 
-Add the sweep to Celery beat so that entries whose flush task was never
-enqueued (broker down at save time) or whose retry is due are sent::
-
-    CELERY_BEAT_SCHEDULE = {
-        "suprsend-sweep": {"task": "django_suprsend.sweep", "schedule": 30.0},
-    }
+The sweep sends entries whose flush task was never enqueued (broker down at
+save time) or whose retry is due, and prunes old entries. Celery beat runs it
+every ``SWEEP_INTERVAL`` seconds: the app adds it to beat's schedule (see
+:mod:`django_suprsend.beat`).
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from celery import shared_task
@@ -22,6 +19,7 @@ from .conf import suprsend_settings
 from .flush import flush
 from .models import OutboxEntry
 from .outbox import claimable
+from .retention import prune
 
 # A flush task gives its worker back after this many seconds and queues a successor.
 FLUSH_TIME_BUDGET = 60.0
@@ -44,17 +42,18 @@ def flush_outbox(using: str = "default") -> dict[str, int]:
 
 @shared_task(name="django_suprsend.sweep", ignore_result=True)
 def sweep(using: str = "default") -> dict[str, Any]:
-    """Periodic: prune old sent entries, and flush what is due (lost tasks, expired leases)."""
-    cutoff = timezone.now() - timedelta(days=suprsend_settings.KEEP_SENT_DAYS)
-    pruned, _ = (
-        OutboxEntry.objects.using(using)
-        .filter(status=OutboxEntry.Status.SENT, sent_at__lt=cutoff)
-        .delete()
-    )
+    """Periodic: prune old sent and failed entries (see :mod:`django_suprsend.retention`),
+    and flush what is due (lost tasks, expired leases)."""
+    pruned = prune(using=using)
     due = OutboxEntry.objects.using(using).filter(claimable(timezone.now())).exists()
     if due:
         _apply(flush_outbox, using)
-    return {"pruned": pruned, "flush_queued": due}
+    return {
+        "pruned": pruned.sent + pruned.failed,
+        "pruned_sent": pruned.sent,
+        "pruned_failed": pruned.failed,
+        "flush_queued": due,
+    }
 
 
 def _schedule_next(using: str) -> None:

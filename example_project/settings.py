@@ -84,10 +84,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "polling_interval": 0.2,
     }
     _BROKER_DIR.mkdir(parents=True, exist_ok=True)
-CELERY_BEAT_SCHEDULE = {
-    # Sends what a lost flush task left behind, and prunes old sent entries.
-    "suprsend-sweep": {"task": "django_suprsend.sweep", "schedule": 30.0},
-}
+# No CELERY_BEAT_SCHEDULE: django_suprsend adds its sweep (sends what a lost flush task left
+# behind, prunes old entries) to beat's schedule when beat starts (SUPRSEND["SWEEP_INTERVAL"]).
 CELERY_BEAT_SCHEDULE_FILENAME = str(DEMO_DIR / "celerybeat-schedule")
 
 # The hub emulator by default; real credentials and SUPRSEND_BASE_URL talk to SuprSend.

@@ -92,6 +92,33 @@ def test_an_unknown_settings_key_gets_a_did_you_mean_hint() -> None:
     assert "did you mean 'BATCH_SIZ' -> 'BATCH_SIZE'?" in message.msg
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("KEEP_SENT_DAYS", -1, "a number of days (0 or more), or None to keep sent entries"),
+        ("KEEP_FAILED_DAYS", "30", "a number of days (0 or more), or None to keep failed"),
+        ("KEEP_SENT_DAYS", True, "a number of days (0 or more), or None to keep sent entries"),
+        ("SWEEP_INTERVAL", 0, "a number of seconds above 0, or None to schedule the sweep"),
+        ("PUBLISH_TIMEOUT", None, "a number of seconds above 0, got None"),
+        ("PUBLISH_TIMEOUT", 0, "a number of seconds above 0, got 0"),
+    ],
+)
+def test_a_bad_duration_is_e005_and_says_what_is_expected(key, value, expected) -> None:
+    with override_settings(SUPRSEND={"WORKSPACE_KEY": "k", "API_KEY": SECRET, key: value}):
+        (message,) = check_settings()
+    assert message.id == "django_suprsend.E005"
+    assert f"settings.SUPRSEND[{key!r}] must be {expected}" in message.msg
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("KEEP_SENT_DAYS", 0), ("KEEP_FAILED_DAYS", None), ("SWEEP_INTERVAL", None)],
+)
+def test_durations_accept_zero_or_none_where_they_mean_something(key, value) -> None:
+    with override_settings(SUPRSEND={"WORKSPACE_KEY": "k", "API_KEY": SECRET, key: value}):
+        assert check_settings() == []
+
+
 def test_the_checks_are_registered() -> None:
     registered = django_checks.registry.registry.get_checks()
     assert check_settings in registered
