@@ -23,7 +23,7 @@ import copy
 import functools
 import logging
 import operator
-from collections.abc import Callable, Container, Iterable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -618,6 +618,11 @@ class SuprsendProfileMixin(_Base):
     suprsend_language_field: str | Callable[[Any], Any] | None = None
     suprsend_timezone_field: str | Callable[[Any], Any] | None = None
     suprsend_active_field: str | Callable[[Any], Any] | None = DEFAULT_ACTIVE_FIELD
+    # What the backfill reads rows with (see ``manage.py suprsend_backfill``): the relations
+    # the sources read, and the field ``--since`` compares (None: ``date_joined`` or alike).
+    suprsend_select_related: Sequence[str] | None = None
+    suprsend_prefetch_related: Sequence[str] | None = None
+    suprsend_backfill_since_field: str | None = None
 
     # -- hooks
     def get_suprsend_distinct_id(self) -> str:

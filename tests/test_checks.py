@@ -243,3 +243,13 @@ def test_w002_spares_a_helper_the_mapping_uses_as_a_source() -> None:
         suprsend_plan=property(lambda self: "pro"),
     )
     assert check_model(model) == []
+
+
+@isolate_apps("tests.testapp")
+def test_w002_knows_the_backfills_attributes() -> None:
+    model = profile_model(
+        suprsend_select_related=[],
+        suprsend_prefetch_related=("devices",),
+        suprsend_backfill_since_field="code",
+    )
+    assert check_model(model) == []
