@@ -162,8 +162,10 @@ def flush_once(
     ]
     if claim.lost:  # the lease ran out mid-send: those outcomes are another worker's now
         outcomes = [o for o in outcomes if not any(e.id in claim.lost for e in o.entries)]
-    record(outcomes, using=using)
+    # The outage ends before the sync states say synced: who sees a profile synced never
+    # sees the hub still refusing the credentials.
     credentials.settle()
+    record(outcomes, using=using)
     result.refused_credentials = credentials.held
     for outcome in outcomes:
         if outcome.status == SyncStatus.SYNCED:
