@@ -37,10 +37,11 @@ lint: venv
 	$(BIN)/ruff format --check .
 
 # Ruff; the suite on SQLite, PostgreSQL and MariaDB in turn (worker tests need Redis, the
-# browser tests Chromium); the packaging test; the oldest and newest Python x Django in tox.
+# browser tests Chromium); the packaging and Quick start tests (one wheel build for both; the
+# Quick start needs Redis too); the oldest and newest Python x Django in tox.
 test: lint
 	BIN=$(BIN) scripts/test_matrix.sh
-	$(BIN)/pytest -m packaging
+	$(BIN)/pytest -m "packaging or quickstart"
 	$(MAKE) tox-edges
 
 # The suite on SQLite only: the quick loop while developing.
@@ -61,9 +62,9 @@ TOX_EDGES := py310-django52,py313-django61
 tox: venv
 	PATH="$(PYENV_BINS)$$PATH" $(BIN)/tox run-parallel --parallel-no-spinner
 
-# The browser and packaging tests run once, in the main environment (make test).
+# The browser, packaging and Quick start tests run once, in the main environment (make test).
 tox-edges: venv
-	PATH="$(PYENV_BINS)$$PATH" $(BIN)/tox run -e $(TOX_EDGES) -- -m "not browser and not packaging"
+	PATH="$(PYENV_BINS)$$PATH" $(BIN)/tox run -e $(TOX_EDGES) -- -m "not browser and not packaging and not quickstart"
 
 $(BIN)/.bench-installed: $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet -e ".[test,dev,bench]"

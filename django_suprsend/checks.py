@@ -11,15 +11,20 @@
   as ``suprsend_channel``), with a "did you mean" hint.
 - W003: ``SWEEP_INTERVAL`` is None and no beat schedule of the project runs the sweep.
 - W004: a workspace secret or API key too short to be a real one.
+- W005: the app's tasks would be published with Celery's fallback app, which no project
+  configured (its broker is Celery's default, ``amqp://localhost``).
 """
 
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from celery import Celery, _state
 from django.apps import AppConfig, apps
+from django.conf import settings as django_settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import models
 
@@ -30,6 +35,7 @@ from .exceptions import SuprsendConfigurationError
 from .mixins import SuprsendProfileMixin, mapping_problems, source_field
 
 __all__ = [
+    "check_celery_app",
     "check_model",
     "check_profile_models",
     "check_settings",
@@ -198,3 +204,53 @@ def check_profile_models(
 ) -> list[CheckMessage]:
     """The mapping checks of every model that uses the mixin."""
     return [message for model in profile_models(app_configs) for message in check_model(model)]
+
+
+def _publishing_app() -> Celery | None:
+    """The Celery app that the shared tasks would publish with in this thread, without
+    creating Celery's fallback app (``celery.current_app`` would, and a project app created
+    after it would then not become the default one)."""
+    return _state._tls.current_app or _state.default_app
+
+
+def _is_fallback(app: Celery) -> bool:
+    """Whether ``app`` is the app Celery makes up when no project created one."""
+    return app.main == "default" and not app.fixups and not app.set_as_current
+
+
+def _fallback_broker() -> str:
+    """The broker URL, password masked, of the app Celery would make up (as in
+    ``celery._state``): its own default unless ``CELERY_BROKER_URL`` is in the environment."""
+    loader = os.environ.get("CELERY_LOADER") or "default"
+    app = Celery("default", fixups=[], set_as_current=False, loader=loader)
+    return app.connection_for_write().as_uri()  # "**" for the password
+
+
+@register()
+def check_celery_app(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """W005: no Celery app of the project's would send the app's tasks."""
+    app = _publishing_app()
+    if app is not None and not _is_fallback(app):
+        return []
+    broker = app.connection_for_write().as_uri() if app is not None else _fallback_broker()
+    package = getattr(django_settings, "SETTINGS_MODULE", None) or "proj.settings"
+    package = package.rpartition(".")[0] or "proj"
+    ignored = (
+        " CELERY_BROKER_URL in your settings is read by no Celery app."
+        if getattr(django_settings, "CELERY_BROKER_URL", None)
+        else ""
+    )
+    return [
+        Warning(
+            "No Celery app of this project is loaded, so django_suprsend's flush tasks would "
+            f"be published with Celery's fallback app, to its broker {broker}: no worker of "
+            f"yours would get them and changes would wait for the sweep.{ignored}",
+            hint=f"Load your Celery app with Django: in {package.replace('.', '/')}/__init__.py "
+            "write 'from .celery import app as celery_app' and "
+            "\"__all__ = ('celery_app',)\" (see the README's Quick start). Without Celery "
+            "(suprsend_flush from cron), silence django_suprsend.W005.",
+            id="django_suprsend.W005",
+        )
+    ]

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from django_suprsend import outbox
+from tests import distribution
 from tests.capture import RecordingServer
+
+
+@pytest.fixture(scope="session")
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sdist and the wheel of this repository, built once per session."""
+    return distribution.build(tmp_path_factory.mktemp("dist"))
 
 
 @pytest.fixture

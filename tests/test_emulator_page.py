@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import itertools
 import json
+import os
 import queue
 import subprocess
 import sys
@@ -19,7 +20,10 @@ import pytest
 import requests
 
 from django_suprsend import signing
+from django_suprsend.client import SuprsendClient
+from django_suprsend.operations import ProfileEdit
 from django_suprsend.testing import HubEmulator
+from django_suprsend.testing.__main__ import parse_args, settings_to_paste
 from django_suprsend.testing.page import PROFILE_LIMIT, REQUEST_LIMIT
 
 KEY = "ws_page_key"
@@ -448,11 +452,14 @@ def cli() -> Iterator[Callable[..., tuple[subprocess.Popen[str], queue.Queue[str
     """Start ``python -m django_suprsend.testing --port 0 *args``; killed if still running."""
     processes: list[subprocess.Popen[str]] = []
 
-    def start(*args: str) -> tuple[subprocess.Popen[str], queue.Queue[str | None]]:
+    def start(
+        *args: str, env: dict[str, str] | None = None
+    ) -> tuple[subprocess.Popen[str], queue.Queue[str | None]]:
         process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
             [sys.executable, "-m", "django_suprsend.testing", "--port", "0", *args],
             stdout=subprocess.PIPE,
             text=True,
+            env=env,
         )
         processes.append(process)
         return process, _lines(process.stdout)
@@ -487,6 +494,61 @@ def test_cli_prints_and_serves_the_page(cli):
     assert process.wait(timeout=30) == 0
 
 
+def _pasted_settings(lines: queue.Queue[str | None]) -> tuple[str, str, dict[str, Any]]:
+    """The emulator's URL, the settings it printed to paste, and what they evaluate to."""
+    deadline = time.monotonic() + 30
+    url = _next_line(lines, deadline).rsplit(" ", 1)[1].strip()
+    banner: list[str] = []
+    while not banner or banner[-1] != "}":
+        line = _next_line(lines, deadline)
+        assert line is not None, f"the output ended before the settings: {banner}"
+        banner.append(line.rstrip("\n"))
+    source = "\n".join(banner[banner.index("To send to it, put in your project's settings:") + 1 :])
+    namespace: dict[str, Any] = {"os": os}
+    exec(source, namespace)  # noqa: S102 - what a user pastes into settings.py
+    return url, source, namespace["SUPRSEND"]
+
+
+def test_cli_prints_the_settings_that_send_to_it(cli):
+    process, lines = cli("--workspace-key", KEY, "--workspace-secret", SECRET)
+    url, source, pasted = _pasted_settings(lines)
+    assert source.startswith("SUPRSEND = {\n")
+    assert pasted == {"WORKSPACE_KEY": KEY, "WORKSPACE_SECRET": SECRET, "BASE_URL": url}
+    client = SuprsendClient(
+        pasted["WORKSPACE_KEY"], pasted["WORKSPACE_SECRET"], base_url=pasted["BASE_URL"]
+    )
+    edit = ProfileEdit("pasted-user").set({"plan": "pro"})
+    assert client.send_records([client.build_record(edit)]).status == "success"
+    process.terminate()
+    assert process.wait(timeout=30) == 0
+
+
+def test_cli_prints_a_secret_of_the_environment_as_a_reading_of_it(cli, monkeypatch):
+    secret = "ws-secret-from-the-environment"
+    env = {**os.environ, "SUPRSEND_WORKSPACE_SECRET": secret}
+    process, lines = cli(env=env)
+    monkeypatch.setenv("SUPRSEND_WORKSPACE_SECRET", secret)
+    url, source, pasted = _pasted_settings(lines)
+    assert secret not in source
+    assert '"WORKSPACE_SECRET": os.environ["SUPRSEND_WORKSPACE_SECRET"],' in source
+    assert pasted == {"WORKSPACE_KEY": "ws_test_key", "WORKSPACE_SECRET": secret, "BASE_URL": url}
+    process.terminate()
+    assert process.wait(timeout=30) == 0
+
+
+def test_the_settings_to_paste_with_an_api_key() -> None:
+    args = parse_args(["--api-key", 'key"with-quote', "--workspace-uid", "uid", "--no-auth"])
+    source = settings_to_paste(args, "http://127.0.0.1:1/")
+    namespace: dict[str, Any] = {}
+    exec(source, namespace)  # noqa: S102
+    assert namespace["SUPRSEND"] == {
+        "WORKSPACE_KEY": "uid",
+        "API_KEY": 'key"with-quote',
+        "BASE_URL": "http://127.0.0.1:1/",
+    }
+    assert source.splitlines()[0] == "SUPRSEND = {  # --no-auth: any credentials are accepted"
+
+
 def test_cli_no_page(cli):
     process, lines = cli("--no-page")
     deadline = time.monotonic() + 30
@@ -497,4 +559,5 @@ def test_cli_no_page(cli):
     assert requests.get(url, timeout=10).status_code == 404
     process.terminate()
     assert process.wait(timeout=30) == 0
-    assert _next_line(lines, deadline) is None  # the output ended: no "Profiles page:" line
+    rest = iter(lambda: _next_line(lines, deadline), None)  # to the end of the output
+    assert not [line for line in rest if line.startswith("Profiles page:")]

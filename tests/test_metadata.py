@@ -1,10 +1,12 @@
 """The project's metadata (pyproject.toml) claims only what is true: every runtime dependency
-is imported by ``django_suprsend`` itself, and PyPI gets links to the repository."""
+is imported by ``django_suprsend`` itself, the extras a project installs are those the README
+names and bring what they are for, and PyPI gets links to the repository."""
 
 from __future__ import annotations
 
 import ast
 import re
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,16 @@ REPO = Path(__file__).resolve().parent.parent
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
 # A distribution's name on PyPI -> the module it is imported as, where they differ.
 IMPORT_NAMES = {"django": "django", "django-environ": "environ"}
+EXTRAS = PROJECT["optional-dependencies"]
+#: The extras for projects (the others are for this repository: tests, demo, benchmarks).
+USER_EXTRAS = {"redis", "progress"}
+
+
+def requirement(spec: str) -> tuple[str, set[str]]:
+    """The distribution a requirement names, and the extras it asks of it."""
+    match = re.match(r"\s*([A-Za-z0-9._-]+)\s*(?:\[([^\]]*)\])?", spec)
+    assert match, spec
+    return match[1].lower(), {extra.strip() for extra in (match[2] or "").split(",") if extra}
 
 
 def imported_modules() -> set[str]:
@@ -31,7 +43,7 @@ def imported_modules() -> set[str]:
 
 def test_every_runtime_dependency_is_imported_by_the_package() -> None:
     modules = imported_modules()
-    names = [re.split(r"[<>=!~;\[ ]", spec, maxsplit=1)[0] for spec in PROJECT["dependencies"]]
+    names = [requirement(spec)[0] for spec in PROJECT["dependencies"]]
     unused = [name for name in names if IMPORT_NAMES.get(name, name) not in modules]
     assert not unused, f"runtime dependencies that django_suprsend never imports: {unused}"
 
@@ -40,3 +52,31 @@ def test_project_urls_point_at_the_repository() -> None:
     urls = PROJECT["urls"]
     assert {"Homepage", "Source", "Issues", "Documentation", "Changelog"} <= set(urls)
     assert all(url.startswith("https://github.com/django-suprsend/") for url in urls.values())
+
+
+def test_the_redis_extra_brings_kombus_redis_transport() -> None:
+    assert [requirement(spec) for spec in EXTRAS["redis"]] == [("celery", {"redis"})]
+
+
+def test_the_progress_extra_is_the_bar_the_backfill_imports() -> None:
+    assert [requirement(spec)[0] for spec in EXTRAS["progress"]] == ["tqdm"]
+    assert "tqdm" in imported_modules()
+
+
+def test_rabbitmq_needs_no_extra() -> None:
+    """kombu's AMQP transport is py-amqp, which kombu (a Celery dependency) always installs."""
+    assert "rabbitmq" not in EXTRAS
+    assert "kombu" in {requirement(spec)[0] for spec in metadata.requires("celery") or []}
+    always = [spec for spec in metadata.requires("kombu") or [] if "extra ==" not in spec]
+    assert "amqp" in {requirement(spec)[0] for spec in always}
+
+
+def test_the_readme_installs_the_extras_for_projects() -> None:
+    readme = (REPO / "README.rst").read_text(encoding="utf-8")
+    named = {
+        extra.strip()
+        for extras in re.findall(r"pip install \"?django-suprsend\[([^\]]+)\]", readme)
+        for extra in extras.split(",")
+    }
+    assert named.issubset(EXTRAS), f"the README names extras that do not exist: {named}"
+    assert USER_EXTRAS.issubset(named), f"the README never installs {USER_EXTRAS - named}"

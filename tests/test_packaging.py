@@ -8,20 +8,18 @@ Run alone with ``pytest -m packaging`` (it builds and installs, about a minute).
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 import tarfile
-import venv
 import zipfile
 from pathlib import Path
 
 import pytest
 
+from tests.distribution import REPO, new_venv, only, run
 from tests.local import SUITE_SETTINGS, environment_without
 
 pytestmark = pytest.mark.packaging
 
-REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "django_suprsend"
 # Files a project cannot work without, whatever else changes.
 REQUIRED = [
@@ -34,12 +32,6 @@ REQUIRED = [
 ]
 
 
-def run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)  # noqa: S603
-    assert result.returncode == 0, f"{argv} failed:\n{result.stdout}\n{result.stderr}"
-    return result
-
-
 def package_files() -> set[str]:
     """Every file of the package in the source tree, as the distribution should name it."""
     return {
@@ -47,19 +39,6 @@ def package_files() -> set[str]:
         for path in PACKAGE.rglob("*")
         if path.is_file() and "__pycache__" not in path.parts
     }
-
-
-@pytest.fixture(scope="module")
-def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("dist")
-    run([sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", str(out), str(REPO)])
-    return out
-
-
-def only(folder: Path, pattern: str) -> Path:
-    found = sorted(folder.glob(pattern))
-    assert len(found) == 1, f"expected one {pattern} in {folder}, found {found}"
-    return found[0]
 
 
 def test_wheel_holds_the_whole_package_and_nothing_else(dist: Path) -> None:
@@ -90,8 +69,7 @@ def test_twine_check_passes(dist: Path) -> None:
 
 def test_installed_wheel_runs_the_example_project(dist: Path, tmp_path: Path) -> None:
     env_dir = tmp_path / "venv"
-    venv.create(env_dir, with_pip=True)
-    python = env_dir / "bin" / "python"
+    python = new_venv(env_dir) / "python"
     # The example project reads its settings with django-environ: the [example] extra.
     run([str(python), "-m", "pip", "install", "--quiet", f"{only(dist, '*.whl')}[example]"])
     # The example project, alone in a folder: django_suprsend must come from the wheel.

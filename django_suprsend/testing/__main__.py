@@ -2,13 +2,16 @@
 
 Prints ``SuprSend hub emulator listening on <url>`` once it accepts requests,
 then ``Profiles page: <url>``: a read-only page of what the hub holds (``--no-page``
-turns it off).
+turns it off), then the ``SUPRSEND = {...}`` settings that send to it, to paste into a
+project's settings. A credential taken from the environment is printed as a reading of the
+environment, never as its value.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import signal
 import sys
@@ -71,6 +74,26 @@ def build_hub(args: argparse.Namespace) -> HubEmulator:
     )
 
 
+def settings_to_paste(args: argparse.Namespace, url: str) -> str:
+    """The ``SUPRSEND`` setting of a project that sends to this emulator, as Python source."""
+    credentials = (
+        {"WORKSPACE_KEY": args.workspace_uid or args.workspace_key, "API_KEY": args.api_key}
+        if args.api_key
+        else {"WORKSPACE_KEY": args.workspace_key, "WORKSPACE_SECRET": args.workspace_secret}
+    )
+    # JSON strings are Python string literals, double-quoted as a settings file has them.
+    lines = ["SUPRSEND = {"]
+    for key, value in [*credentials.items(), ("BASE_URL", url)]:
+        variable = f"SUPRSEND_{key}"
+        if key != "BASE_URL" and os.environ.get(variable) == value:  # a secret stays there
+            lines.append(f"    {json.dumps(key)}: os.environ[{json.dumps(variable)}],")
+        else:
+            lines.append(f"    {json.dumps(key)}: {json.dumps(value)},")
+    if args.no_auth:
+        lines[0] += "  # --no-auth: any credentials are accepted"
+    return "\n".join([*lines, "}"])
+
+
 def tune_gc() -> None:
     """Collect less often: this process holds little but long-lived profiles.
 
@@ -83,7 +106,8 @@ def tune_gc() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    hub = build_hub(parse_args(argv))
+    args = parse_args(argv)
+    hub = build_hub(args)
     tune_gc()
     stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -93,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"SuprSend hub emulator listening on {hub.url}", flush=True)
         if hub.serve_page:
             print(f"Profiles page: {hub.url}", flush=True)
+        print("To send to it, put in your project's settings:", flush=True)
+        print(settings_to_paste(args, hub.url), flush=True)
         stopping.wait()
     return 0
 

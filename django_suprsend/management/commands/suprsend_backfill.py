@@ -148,7 +148,7 @@ class Command(BaseCommand):
             return None
         try:
             from tqdm import tqdm
-        except ImportError:  # optional: pip install tqdm
+        except ImportError:  # optional: pip install "django-suprsend[progress]"
             return None
         return tqdm(total=total, desc=label, unit="rows", file=self.stdout._out)
 
