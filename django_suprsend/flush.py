@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from itertools import takewhile
 from typing import Any
 
+from django.utils.translation import ngettext
+
 from . import outbox
 from .bulk import NO_ANSWER, BulkResponse
 from .client import SuprsendClient
@@ -44,9 +46,12 @@ class FlushResult:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def __str__(self) -> str:
+        claimed = ngettext("%(n)d entry claimed", "%(n)d entries claimed", self.claimed)
+        synced = ngettext("%(n)d profile synced", "%(n)d profiles synced", self.synced)
+        released = ngettext("%(n)d entry held back", "%(n)d entries held back", self.released)
         return (
-            f"{self.claimed} entries claimed: {self.synced} profiles synced, "
-            f"{self.retrying} retrying, {self.failed} failed, {self.released} entries held back"
+            f"{claimed % {'n': self.claimed}}: {synced % {'n': self.synced}}, "
+            f"{self.retrying} retrying, {self.failed} failed, {released % {'n': self.released}}"
         )
 
 

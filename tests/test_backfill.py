@@ -216,17 +216,28 @@ def test_exit_status_two_when_nothing_is_delivered(hub):
     assert state.last_failed_record["record"] is not None
 
 
-def test_a_wrong_secret_is_named_as_the_cause_and_no_futile_rerun_is_advised(hub, settings):
-    users(2)
+@pytest.mark.parametrize(
+    ("count", "counted"),
+    [
+        (1, ["Backfill: 1 row,", "1 profile failed: the hub", "(1 record answered 401/403)"]),
+        (2, ["Backfill: 2 rows,", "2 profiles failed: the hub", "(2 records answered 401/403)"]),
+    ],
+)
+def test_a_wrong_secret_is_named_as_the_cause_and_no_futile_rerun_is_advised(
+    hub, settings, count: int, counted: list[str]
+):
+    users(count)
     settings.SUPRSEND = {**settings.SUPRSEND, "WORKSPACE_SECRET": "ws_wrong_secret_value"}
-    stderr = StringIO()
+    stdout, stderr = StringIO(), StringIO()
 
     with pytest.raises(SystemExit) as exit_info:
-        call_command("suprsend_backfill", "testapp.User", stdout=StringIO(), stderr=stderr)
+        call_command("suprsend_backfill", "testapp.User", stdout=stdout, stderr=stderr)
 
     assert exit_info.value.code == 2
     err = stderr.getvalue()
-    assert "2 profiles failed: the hub refused the credentials" in err
+    for text in counted:
+        assert text in stdout.getvalue() + err
+    assert "the hub refused the credentials" in err
     assert "SUPRSEND['WORKSPACE_SECRET']" in err
     assert "--only-failed" not in err
     assert "ws_wrong_secret_value" not in err
@@ -324,9 +335,7 @@ def test_records_are_what_a_first_save_queues(hub):
         assert records[distinct_id]["$user_operations"] == operations
 
 
-def test_a_value_too_big_for_any_record_is_refused_alone_and_a_dry_run_reports_it(
-    hub, monkeypatch
-):
+def test_a_value_too_big_for_any_record_is_refused_alone_and_a_dry_run_reports_it(hub, monkeypatch):
     ok, big = users(2)
     real = User.get_full_name
     monkeypatch.setattr(
