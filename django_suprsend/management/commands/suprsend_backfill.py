@@ -125,6 +125,11 @@ class Command(BaseCommand):
             nonlocal done
             done += read
             if bar is not None:
+                # The counts of the plain lines, in the bar's postfix; update() redraws it.
+                bar.set_postfix(
+                    {"sent": stats.sent, "failed": stats.failed, "skipped": stats.skipped},
+                    refresh=False,
+                )
                 bar.update(read)
                 return
             elapsed = max(time.monotonic() - started, 1e-9)
