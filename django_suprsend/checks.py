@@ -10,11 +10,16 @@
 - W002: a class attribute named ``suprsend_*`` that the mixin does not know (a typo such
   as ``suprsend_channel``), with a "did you mean" hint.
 - W004: a workspace secret or API key too short to be a real one.
+
+E001 is not reported to ``migrate``: applying migrations needs no SuprSend credentials.
+The check finds ``migrate``'s command on the call stack; no argument tells it apart, as
+``migrate`` and ``check --database`` give the checks the same ``databases`` on Django 6.1.
 """
 
 from __future__ import annotations
 
 import difflib
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -54,7 +59,7 @@ def check_settings(
         if (value := settings[key]) and len(value) < MIN_CREDENTIAL_LENGTH
     ]
     missing = _missing_credentials(settings)
-    if settings["AUTOSYNC"] and missing:
+    if settings["AUTOSYNC"] and missing and not _run_by_migrate():
         messages.insert(
             0,
             Error(
@@ -65,6 +70,20 @@ def check_settings(
             ),
         )
     return messages
+
+
+def _run_by_migrate() -> bool:
+    """Whether ``migrate`` (or a subclass of it) runs these checks: its ``execute()``, which
+    calls them before it applies anything, is on the stack (``manage.py migrate`` and
+    ``call_command("migrate")`` alike, on every Django version)."""
+    from django.core.management.commands.migrate import Command as Migrate
+
+    frame = sys._getframe(1)
+    while frame is not None:
+        if isinstance(frame.f_locals.get("self"), Migrate):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _missing_credentials(settings: dict[str, Any]) -> str:

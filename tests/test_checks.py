@@ -7,6 +7,9 @@ from typing import Any
 
 import pytest
 from django.core import checks as django_checks
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.core.management.commands.migrate import Command as Migrate
 from django.db import models
 from django.test import override_settings
 from django.test.utils import isolate_apps
@@ -90,6 +93,23 @@ def test_an_unknown_settings_key_gets_a_did_you_mean_hint() -> None:
         (message,) = check_settings()
     assert message.id == "django_suprsend.E005"
     assert "did you mean 'BATCH_SIZ' -> 'BATCH_SIZE'?" in message.msg
+
+
+@pytest.mark.django_db(transaction=True)
+def test_missing_credentials_block_check_but_not_migrate() -> None:
+    """E001 stops ``check`` (also for a database, as ``migrate`` asks: the same ``databases``
+    on Django 6.1) and so runserver, not ``migrate``: a migration needs no credentials."""
+    with override_settings(SUPRSEND={}):
+        for databases in ([], ["--database", "default"]):
+            with pytest.raises(SystemCheckError, match=r"django_suprsend\.E001"):
+                call_command("check", *databases)
+        call_command("migrate", verbosity=0, skip_checks=False)
+        call_command(SubclassedMigrate(), verbosity=0, skip_checks=False)
+        assert ids(check_settings()) == ["django_suprsend.E001"]  # outside migrate again
+
+
+class SubclassedMigrate(Migrate):
+    """A project's or another app's ``migrate`` built on Django's."""
 
 
 def test_the_checks_are_registered() -> None:
