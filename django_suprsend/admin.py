@@ -289,6 +289,15 @@ class ErrorCodeFilter(admin.SimpleListFilter):
         return queryset.filter(last_error_code=value) if value and value.isdigit() else queryset
 
 
+class LastDeliveryFilter(admin.DateFieldListFilter):
+    """The date filter on ``last_synced_at``, by what it holds: when the profile's values last
+    reached the hub (a failed profile's too, when its valid values went)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.title = _("last delivered to the hub")
+
+
 def _code_label(code: int) -> str:
     """An HTTP status as it is; the codes of ours by what they mean."""
     label = LOCAL_ERROR_CODES.get(code)
@@ -300,15 +309,19 @@ class SyncStateAdmin(_ActionPermissions, admin.ModelAdmin):
     """Read-only: rows are written by the workers. Superusers may delete rows (those of
     deleted profiles, say); a later sync of the profile writes its row again."""
 
+    # Named so that no cell reads as more than it is: a failed row shows no "synced" time
+    # (its valid values may have reached the hub, the profile did not sync) and a synced
+    # row no attempts count; the error keeps to one line (the whole of it in its title,
+    # and on the profile's page), so the list fits 1280 px beside the filters.
     list_display = (
         "distinct_id",
         "django_object",
         "coloured_status",
-        "attempts",
-        "last_synced_at",
+        "failed_attempts",
+        "last_successful_sync",
         "short_error",
     )
-    list_filter = ("status", "last_synced_at", ErrorCodeFilter)
+    list_filter = ("status", ("last_synced_at", LastDeliveryFilter), ErrorCodeFilter)
     search_fields = ("distinct_id", "last_error")
     date_hierarchy = "last_synced_at"
     show_full_result_count = False
@@ -321,8 +334,8 @@ class SyncStateAdmin(_ActionPermissions, admin.ModelAdmin):
                     "distinct_id",
                     "django_object",
                     "coloured_status",
-                    "attempts",
-                    "last_synced_at",
+                    "failed_attempts",
+                    "last_delivered_at",
                     "last_attempt_at",
                     "updated_at",
                     "last_error",
@@ -337,6 +350,8 @@ class SyncStateAdmin(_ActionPermissions, admin.ModelAdmin):
     readonly_fields = (
         "django_object",
         "coloured_status",
+        "failed_attempts",
+        "last_delivered_at",
         "failed_record",
         "pending_operations",
         "outbox_history",
@@ -392,13 +407,40 @@ class SyncStateAdmin(_ActionPermissions, admin.ModelAdmin):
     def coloured_status(self, state: SyncState) -> str:
         return status_badge(state.status)
 
+    @admin.display(description=_("failed attempts"), ordering="attempts")
+    def failed_attempts(self, state: SyncState) -> Any:
+        """The sends that failed, while the profile is not synced ("-" otherwise: a synced
+        profile has no failed attempts to count, a refusal before sending made none)."""
+        if state.status == SyncStatus.SYNCED or not state.attempts:
+            return self.get_empty_value_display()
+        return state.attempts
+
+    @admin.display(description=_("last successful sync"), ordering="last_synced_at")
+    def last_successful_sync(self, state: SyncState) -> Any:
+        """When the profile synced, for a synced profile only (a failed one's
+        ``last_synced_at`` may be the time its valid values went with a refused one), in
+        the short format: the list's width goes to the error."""
+        if state.status != SyncStatus.SYNCED or state.last_synced_at is None:
+            return self.get_empty_value_display()
+        when = timezone.template_localtime(state.last_synced_at)
+        return formats.date_format(when, "SHORT_DATETIME_FORMAT")
+
+    @admin.display(description=_("last delivered to the hub"))
+    def last_delivered_at(self, state: SyncState) -> Any:
+        """``last_synced_at`` on the profile's page, named for what it is."""
+        if state.last_synced_at is None:
+            return self.get_empty_value_display()
+        return _cell(state.last_synced_at)
+
     @admin.display(description=_("last error"), ordering="last_error_code")
     def short_error(self, state: SyncState) -> str:
+        """The start of the error on one line (change_list.html's style); all of it in the
+        title, shown on hover."""
         if not state.last_error:
             return ""
         return format_html(
-            '<span title="{}">{}</span>',
-            state.last_error[:500],
+            '<span class="suprsend-error" title="{}">{}</span>',
+            state.last_error,
             Truncator(state.last_error).chars(80),
         )
 
@@ -527,7 +569,7 @@ class SuprsendAdminMixin(_ActionPermissions):
         class UserAdmin(SuprsendAdminMixin, BaseUserAdmin):
             suprsend_prefetch_related = ("devices",)  # what the mapping's sources read
 
-    Adds a "SuprSend" status column (a subquery of the list's one query), a
+    Adds a "SuprSend" status column, second (a subquery of the list's one query), a
     filter by that status, and the actions resync, unset channels and retry
     failed. The column and filter need a distinct_id read from a field (the
     default, the primary key, is one); with a method they are left out.
@@ -553,10 +595,13 @@ class SuprsendAdminMixin(_ActionPermissions):
         return status_badge(getattr(obj, "suprsend_status", None))
 
     def get_list_display(self, request: HttpRequest) -> Any:
+        """The status second, after the link to the object: a list wider than the screen
+        (1280 px beside the filters) hides its last columns, never this one."""
         list_display = super().get_list_display(request)
         if self._suprsend_id_field() is None:
             return list_display
-        return (*list_display, "suprsend_status")
+        first, *rest = list_display
+        return (first, "suprsend_status", *rest)
 
     def get_list_filter(self, request: HttpRequest) -> Any:
         list_filter = super().get_list_filter(request)

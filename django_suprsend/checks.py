@@ -13,12 +13,17 @@
 - W004: a workspace secret or API key too short to be a real one.
 - W005: the app's tasks would be published with Celery's fallback app, which no project
   configured (its broker is Celery's default, ``amqp://localhost``).
+
+E001 is not reported to ``migrate``: applying migrations needs no SuprSend credentials.
+The check finds ``migrate``'s command on the call stack; no argument tells it apart, as
+``migrate`` and ``check --database`` give the checks the same ``databases`` on Django 6.1.
 """
 
 from __future__ import annotations
 
 import difflib
 import os
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -68,7 +73,7 @@ def check_settings(
         if (value := settings[key]) and len(value) < MIN_CREDENTIAL_LENGTH
     ]
     missing = _missing_credentials(settings)
-    if settings["AUTOSYNC"] and missing:
+    if settings["AUTOSYNC"] and missing and not _run_by_migrate():
         messages.insert(
             0,
             Error(
@@ -104,6 +109,20 @@ def check_sweep_schedule(
             id="django_suprsend.W003",
         )
     ]
+
+
+def _run_by_migrate() -> bool:
+    """Whether ``migrate`` (or a subclass of it) runs these checks: its ``execute()``, which
+    calls them before it applies anything, is on the stack (``manage.py migrate`` and
+    ``call_command("migrate")`` alike, on every Django version)."""
+    from django.core.management.commands.migrate import Command as Migrate
+
+    frame = sys._getframe(1)
+    while frame is not None:
+        if isinstance(frame.f_locals.get("self"), Migrate):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _missing_credentials(settings: dict[str, Any]) -> str:

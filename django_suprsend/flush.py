@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from itertools import takewhile
 from typing import Any
 
+from django.utils.translation import ngettext
+
 from . import outage, outbox
 from .bulk import NO_ANSWER, BulkResponse
 from .client import AUTH_ERRORS, SuprsendClient
@@ -51,15 +53,18 @@ class FlushResult:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def __str__(self) -> str:
+        claimed = ngettext("%(n)d entry claimed", "%(n)d entries claimed", self.claimed)
+        synced = ngettext("%(n)d profile synced", "%(n)d profiles synced", self.synced)
+        released = ngettext("%(n)d entry held back", "%(n)d entries held back", self.released)
         refused = (
             f" ({self.refused_credentials} because the hub refused the credentials)"
             if self.refused_credentials
             else ""
         )
         return (
-            f"{self.claimed} entries claimed: {self.synced} profiles synced, "
+            f"{claimed % {'n': self.claimed}}: {synced % {'n': self.synced}}, "
             f"{self.retrying} retrying{refused}, {self.failed} failed, "
-            f"{self.released} entries held back"
+            f"{released % {'n': self.released}}"
         )
 
 

@@ -128,6 +128,55 @@ def test_list_shows_each_profile_linked_to_its_object(admin_client: Client) -> N
     assert "x" * 81 not in html.split('title="')[0]
 
 
+def test_columns_claim_no_sync_nor_attempts_that_did_not_happen(admin_client: Client) -> None:
+    """A failed row shows no "successful sync" time (its valid values may have reached the hub
+    at ``last_synced_at``), a synced row no attempts; the error's title holds all of it."""
+    now = timezone.now()
+    long_error = "refused: " + "y" * 1000
+    make_state(distinct_id="good", last_synced_at=now)
+    make_state(distinct_id="bad", status=SyncStatus.FAILED, attempts=3, last_synced_at=now)
+    make_state(distinct_id="refused", status=SyncStatus.FAILED, last_error=long_error)
+    response = admin_client.get(STATES)
+    cl = response.context["cl"]
+    assert cl.list_display[1:] == [
+        "distinct_id",
+        "django_object",
+        "coloured_status",
+        "failed_attempts",
+        "last_successful_sync",
+        "short_error",
+    ]
+    model_admin = cl.model_admin
+    cells = {
+        state.distinct_id: (
+            str(model_admin.failed_attempts(state)),
+            str(model_admin.last_successful_sync(state)),
+        )
+        for state in shown(response)
+    }
+    assert cells["good"][0] == "-"
+    assert cells["good"][1] not in ("-", "None")
+    assert cells["bad"] == ("3", "-")
+    assert cells["refused"] == ("-", "-")  # refused before sending: no attempt failed
+    html = response.content.decode()
+    assert f'<span class="suprsend-error" title="{long_error}">' in html
+    for header in ("Failed attempts", "Last successful sync", "Last error"):
+        assert header in html
+    assert "Last synced at" not in html
+
+
+def test_a_profiles_page_names_the_delivery_time_for_what_it_is(
+    admin_client: Client, failing: SyncState
+) -> None:
+    SyncState.objects.filter(pk=failing.pk).update(last_synced_at=timezone.now())
+    page = admin_client.get(
+        reverse("admin:django_suprsend_syncstate_change", args=[failing.pk])
+    ).content.decode()
+    assert "Last delivered to the hub:" in page
+    assert "Last synced at" not in page
+    assert "Failed attempts:" in page
+
+
 def test_summary_counts_statuses_backlog_and_recent_failures(admin_client: Client) -> None:
     make_state(distinct_id="a", status=SyncStatus.FAILED)
     make_state(
@@ -434,6 +483,8 @@ def test_user_list_has_a_suprsend_column_and_filter(admin_client: Client, admin_
     make_state(synced)
     make_state(failed, status=SyncStatus.FAILED)
     response = admin_client.get(USERS)
+    # Second, after the link: a list wider than the screen hides its last columns.
+    assert response.context["cl"].list_display[1:3] == ["username", "suprsend_status"]
     assert {u.pk: u.suprsend_status for u in shown(response)} == {
         synced.pk: "synced",
         failed.pk: "failed",

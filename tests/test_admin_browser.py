@@ -1,23 +1,34 @@
 """The SyncState admin in a real browser: log in, find a failed profile, read its error,
-unset channels of a synced one through the action's intermediate page.
+unset channels of a synced one through the action's intermediate page; the sync state list
+and the user list readable at 1280 x 800 (no column clipped, the error on one line).
 
 Headless Chromium (Debian's) driven by Playwright against pytest-django's
 ``live_server``; the flushes run in the test process, sending to the hub emulator.
-Saves ``test-artifacts/admin-list.png`` and ``admin-detail.png`` (and the ones in
+Saves ``test-artifacts/admin-list.png``, ``admin-detail.png`` and ``admin-user-list.png``
+(and the ones in
 ``docs/`` with ``SUPRSEND_UPDATE_DOCS=1``). See ``tests/browser.py`` for the setup.
 """
 
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import pytest
 
 from django_suprsend.flush import flush
 from django_suprsend.models import SyncState, SyncStatus
-from tests.browser import browser_page, save_screenshot  # noqa: F401 - the fixture
+from tests.browser import (  # noqa: F401 - browser_page is the fixture
+    VIEWPORT,
+    assert_list_columns_visible,
+    browser_page,
+    save_screenshot,
+)
 from tests.testapp.factories import make_user
 from tests.testapp.models import User
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Locator, Page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -27,6 +38,12 @@ LIST_URL = "/admin/django_suprsend/syncstate/"
 
 def exactly(text: str) -> re.Pattern[str]:
     return re.compile(rf"^\s*{re.escape(text)}\s*$")
+
+
+def row_with(page: Page, cell: str, text: str) -> Locator:
+    """The row of the admin list whose ``cell`` (a selector) reads exactly ``text``."""
+    rows = page.locator("#result_list tbody tr")
+    return rows.filter(has=page.locator(cell, has_text=exactly(text)))
 
 
 def make_profiles(hub) -> dict[str, User]:
@@ -72,14 +89,34 @@ def test_failed_profile_and_unset_channels_action(hub, browser_page):  # noqa: F
     rows = page.locator("#result_list tbody tr")
     expect(rows).to_have_count(len(users) + 1)  # and the superuser's own profile
 
-    def row_of(distinct_id: str):
-        cell = page.locator("th.field-distinct_id", has_text=exactly(distinct_id))
-        return rows.filter(has=cell)
+    def row_of(distinct_id: str) -> Locator:
+        return row_with(page, "th.field-distinct_id", distinct_id)
 
     bad_row = row_of(bad_id)
     expect(bad_row.locator("td.field-coloured_status")).to_have_text(exactly("failed"))
     expect(bad_row.locator("td.field-short_error")).to_contain_text("not-an-email")
     expect(row_of(ada_id).locator("td.field-coloured_status")).to_have_text(exactly("synced"))
+
+    # Readable at 1280 px: every column beside the filters, named for what it shows; the
+    # failed row claims no sync (its valid values did reach the hub), the synced ones no
+    # attempts; the error on one line, all of it in the title.
+    assert page.viewport_size == VIEWPORT == {"width": 1280, "height": 800}
+    headers = assert_list_columns_visible(page)
+    assert headers[1:] == [
+        "distinct id",
+        "object",
+        "status",
+        "failed attempts",
+        "last successful sync",
+        "last error",
+    ]
+    expect(bad_row.locator("td.field-last_successful_sync")).to_have_text(exactly("-"))
+    expect(row_of(ada_id).locator("td.field-failed_attempts")).to_have_text(exactly("-"))
+    expect(row_of(ada_id).locator("td.field-last_successful_sync")).not_to_have_text(exactly("-"))
+    error = bad_row.locator("td.field-short_error .suprsend-error")
+    expect(error).to_have_attribute("title", SyncState.objects.get(distinct_id=bad_id).last_error)
+    one_line = bad_row.locator("td.field-coloured_status span").bounding_box()["height"]
+    assert error.bounding_box()["height"] <= one_line * 1.2, "the error wraps"
     save_screenshot(page, "admin-list")
 
     # Its page: the error, and the failed record as the flush recorded it.
@@ -121,3 +158,12 @@ def test_failed_profile_and_unset_channels_action(hub, browser_page):  # noqa: F
     grace_id = str(users["grace"].pk)
     assert hub.channel_values(grace_id, "$email") == ["grace@example.com"]  # not selected
     assert SyncState.objects.get(distinct_id=ada_id).status == SyncStatus.SYNCED
+
+    # The user list at 1280 px: the SuprSend column comes second, in sight whatever follows
+    # it (the auth admin's own columns, here, reach under the filters).
+    page.goto("/admin/testapp/user/")
+    headers = assert_list_columns_visible(page, only=["suprsend"])
+    assert headers[1:3] == ["username", "suprsend"]
+    bad_user_row = row_with(page, "th.field-username", users["bad"].username)
+    expect(bad_user_row.locator("td.field-suprsend_status")).to_have_text(exactly("failed"))
+    save_screenshot(page, "admin-user-list")

@@ -203,6 +203,33 @@ def test_restart_ignores_the_checkpoint(hub, monkeypatch):
     assert len(resent) == 4
 
 
+class _Terminal(StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_progress_bar_shows_the_sent_failed_and_skipped_counts(hub):
+    """On a terminal, with tqdm, the bar replaces the progress lines: their counts go in its
+    postfix, so a run that is failing says so while it runs."""
+    pytest.importorskip("tqdm")
+    users(3)
+    users(1, email="not-an-email")
+    out = _Terminal()
+
+    with pytest.raises(SystemExit) as exit_info:
+        call_command(
+            "suprsend_backfill", "testapp.User", "--batch-size", "2", stdout=out, stderr=StringIO()
+        )
+
+    assert exit_info.value.code == 1
+    text = out.getvalue()
+    assert "rows/s, ETA" not in text  # a bar, not the plain lines
+    last_bar = text.rsplit("\r", 1)[-1].splitlines()[0]
+    assert "testapp.User: 100%" in last_bar
+    assert "4/4" in last_bar
+    assert "sent=3, failed=1, skipped=0" in last_bar
+
+
 def test_exit_status_two_when_nothing_is_delivered(hub):
     users(3)
     hub.fail_next(10, 503)
@@ -217,17 +244,28 @@ def test_exit_status_two_when_nothing_is_delivered(hub):
     assert state.last_failed_record["record"] is not None
 
 
-def test_a_wrong_secret_is_named_as_the_cause_and_no_futile_rerun_is_advised(hub, settings):
-    users(2)
+@pytest.mark.parametrize(
+    ("count", "counted"),
+    [
+        (1, ["Backfill: 1 row,", "1 profile failed: the hub", "(1 record answered 401/403)"]),
+        (2, ["Backfill: 2 rows,", "2 profiles failed: the hub", "(2 records answered 401/403)"]),
+    ],
+)
+def test_a_wrong_secret_is_named_as_the_cause_and_no_futile_rerun_is_advised(
+    hub, settings, count: int, counted: list[str]
+):
+    users(count)
     settings.SUPRSEND = {**settings.SUPRSEND, "WORKSPACE_SECRET": "ws_wrong_secret_value"}
-    stderr = StringIO()
+    stdout, stderr = StringIO(), StringIO()
 
     with pytest.raises(SystemExit) as exit_info:
-        call_command("suprsend_backfill", "testapp.User", stdout=StringIO(), stderr=stderr)
+        call_command("suprsend_backfill", "testapp.User", stdout=stdout, stderr=stderr)
 
     assert exit_info.value.code == 2
     err = stderr.getvalue()
-    assert "2 profiles failed: the hub refused the credentials" in err
+    for text in counted:
+        assert text in stdout.getvalue() + err
+    assert "the hub refused the credentials" in err
     assert "SUPRSEND['WORKSPACE_SECRET']" in err
     assert "--only-failed" not in err
     assert "ws_wrong_secret_value" not in err

@@ -7,6 +7,9 @@ from typing import Any
 
 import pytest
 from django.core import checks as django_checks
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.core.management.commands.migrate import Command as Migrate
 from django.db import models
 from django.test import override_settings
 from django.test.utils import isolate_apps
@@ -117,6 +120,23 @@ def test_a_bad_duration_is_e005_and_says_what_is_expected(key, value, expected) 
 def test_durations_accept_zero_or_none_where_they_mean_something(key, value) -> None:
     with override_settings(SUPRSEND={"WORKSPACE_KEY": "k", "API_KEY": SECRET, key: value}):
         assert check_settings() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_missing_credentials_block_check_but_not_migrate() -> None:
+    """E001 stops ``check`` (also for a database, as ``migrate`` asks: the same ``databases``
+    on Django 6.1) and so runserver, not ``migrate``: a migration needs no credentials."""
+    with override_settings(SUPRSEND={}):
+        for databases in ([], ["--database", "default"]):
+            with pytest.raises(SystemCheckError, match=r"django_suprsend\.E001"):
+                call_command("check", *databases)
+        call_command("migrate", verbosity=0, skip_checks=False)
+        call_command(SubclassedMigrate(), verbosity=0, skip_checks=False)
+        assert ids(check_settings()) == ["django_suprsend.E001"]  # outside migrate again
+
+
+class SubclassedMigrate(Migrate):
+    """A project's or another app's ``migrate`` built on Django's."""
 
 
 def test_the_checks_are_registered() -> None:

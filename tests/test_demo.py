@@ -27,7 +27,12 @@ import pytest
 import requests
 
 from django_suprsend.testing import HubEmulator
-from tests.browser import open_page, require_browser, save_screenshot
+from tests.browser import (
+    assert_list_columns_visible,
+    open_page,
+    require_browser,
+    save_screenshot,
+)
 from tests.local import environment_without, free_port
 from tests.workers import broker_unreachable_reason, wait_until
 
@@ -201,6 +206,7 @@ def test_user_edited_in_the_admin_reaches_the_emulator_page(demo: RunningDemo) -
         page.fill("#id_password", PASSWORD)
         page.click("input[type=submit]")
         page.goto("/admin/accounts/user/?is_staff__exact=0")
+        assert assert_list_columns_visible(page)[1:3] == ["username", "suprsend"]
         save_screenshot(page, "demo-admin", full_page=False)
         page.locator("#result_list tbody tr th a").first.click()
         distinct_id = demo.user_id(page.input_value("#id_username"))

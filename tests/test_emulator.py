@@ -1027,8 +1027,9 @@ def test_wait_for_returns_as_soon_as_true_and_explains_a_timeout(hub):
 
     with pytest.raises(AssertionError, match=r"wait_for\(.*never\) still false after 0.05s") as e:
         hub.wait_for(never, timeout=0.05)
-    assert "1 requests" in str(e.value)
-    assert "holds 1 profiles" in str(e.value)
+    assert "received 1 request " in str(e.value)
+    assert "holds 1 profile," in str(e.value)
+    assert "has 0 queued faults" in str(e.value)
 
 
 # -- standalone CLI -------------------------------------------------------------

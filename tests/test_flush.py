@@ -328,8 +328,22 @@ def test_signals_fire_after_each_outcome(hub):
 def test_suprsend_flush_command(hub, capsys):
     queue("c1")
     call_command("suprsend_flush")
-    assert "1 profiles synced" in capsys.readouterr().out
+    assert "1 entry claimed: 1 profile synced, 0 retrying, 0 failed, 0 entries held back" in (
+        capsys.readouterr().out
+    )
     assert hub.profile("c1") is not None
+
+
+@pytest.mark.parametrize(
+    ("count", "message"), [(1, "1 profile failed;"), (2, "2 profiles failed;")]
+)
+def test_suprsend_flush_command_counts_the_failed_profiles(hub, capsys, count: int, message: str):
+    for n in range(count):
+        queue(f"f{n}")
+    hub.reject_records(lambda record: True)
+    call_command("suprsend_flush")
+    err = capsys.readouterr().err
+    assert f"{message} see the SuprSend sync states in the admin." in err
 
 
 def test_rolled_back_transaction_queues_nothing():

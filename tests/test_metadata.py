@@ -1,11 +1,14 @@
 """The project's metadata (pyproject.toml) claims only what is true: every runtime dependency
 is imported by ``django_suprsend`` itself, the extras a project installs are those the README
-names and bring what they are for, and PyPI gets links to the repository."""
+names and bring what they are for, the Django classifiers are the versions tox tests, and PyPI
+gets links to the repository and images it can show."""
 
 from __future__ import annotations
 
 import ast
+import configparser
 import re
+from html.parser import HTMLParser
 from importlib import metadata
 from pathlib import Path
 
@@ -80,3 +83,49 @@ def test_the_readme_installs_the_extras_for_projects() -> None:
     }
     assert named.issubset(EXTRAS), f"the README names extras that do not exist: {named}"
     assert USER_EXTRAS.issubset(named), f"the README never installs {USER_EXTRAS - named}"
+
+
+def tox_django_versions() -> set[str]:
+    """The Django versions of tox's matrix: each ``djangoNN`` factor of ``env_list``, as the
+    ``X.Y`` that its ``deps`` line pins (``djangoNN: Django>=X.Y,<...``)."""
+    tox = configparser.ConfigParser()
+    tox.read(REPO / "tox.ini", encoding="utf-8")
+    pins = dict(re.findall(r"^\s*(django\d+):\s*Django>=(\d+\.\d+),", tox["testenv"]["deps"], re.M))
+    factors = set()
+    for group in re.findall(r"django(\{[\d,]+\}|\d+)", tox["tox"]["env_list"]):
+        factors |= {f"django{number}" for number in group.strip("{}").split(",")}
+    assert factors <= set(pins), f"tox factors without a Django pin in deps: {factors - set(pins)}"
+    for factor, version in pins.items():
+        assert factor == "django" + version.replace(".", ""), (factor, version)
+    return {pins[factor] for factor in factors}
+
+
+def test_the_django_classifiers_are_the_versions_tox_tests() -> None:
+    prefix = "Framework :: Django :: "
+    claimed = {c.removeprefix(prefix) for c in PROJECT["classifiers"] if c.startswith(prefix)}
+    assert claimed == tox_django_versions()
+
+
+class _Images(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sources: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "img":
+            self.sources.append(dict(attrs).get("src") or "")
+
+
+def test_the_readme_images_render_on_pypi_from_the_repository() -> None:
+    """PyPI renders the long description with readme_renderer, away from the repository: a
+    relative ``docs/x.png`` is a broken image there (``twine check`` does not say so)."""
+    readme_renderer = pytest.importorskip("readme_renderer.rst")  # the [package] extra
+    html = readme_renderer.render((REPO / "README.rst").read_text(encoding="utf-8"))
+    assert html is not None, "README.rst does not render as PyPI renders it"
+    images = _Images()
+    images.feed(html)
+    assert images.sources, "no image found in the rendered README"
+    raw = PROJECT["urls"]["Source"].replace("github.com", "raw.githubusercontent.com")
+    for src in images.sources:
+        assert src.startswith(f"{raw}/main/"), f"image not served from the repository: {src}"
+        assert (REPO / src.removeprefix(f"{raw}/main/")).is_file(), f"no such file: {src}"

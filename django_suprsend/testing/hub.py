@@ -110,6 +110,11 @@ def _error_response(error: HubError) -> _Response:
     return _json_response(error.status, error.body())
 
 
+def _count(count: int, noun: str) -> str:
+    """``1 profile``, ``2 profiles``: the emulator runs without Django (no ngettext)."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def _reason(status: int) -> str:
     try:
         return HTTPStatus(status).phrase
@@ -336,10 +341,10 @@ class HubEmulator:
         with self._lock:
             statuses = collections.Counter(str(r.status) for r in self._requests)
             return (
-                f"the hub received {len(self._requests)} requests "
-                f"(by status: {dict(statuses)}), holds {len(self._store)} profiles, "
-                f"applied {len(self._insert_id_counts)} records, "
-                f"has {len(self._faults)} queued faults"
+                f"the hub received {_count(len(self._requests), 'request')} "
+                f"(by status: {dict(statuses)}), holds {_count(len(self._store), 'profile')}, "
+                f"applied {_count(len(self._insert_id_counts), 'record')}, "
+                f"has {_count(len(self._faults), 'queued fault')}"
             )
 
     # -- faults ------------------------------------------------------------

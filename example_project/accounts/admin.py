@@ -15,7 +15,9 @@ class DeviceInline(admin.TabularInline):
 
 @admin.register(User)
 class UserAdmin(SuprsendAdminMixin, BaseUserAdmin):
-    list_display = ("username", "email", "phone", "language", "plan", "is_active")
+    # What fits 1280 px beside the filters (with SuprSend's column, second); the language and
+    # the plan are on each user's page, the plan and is_active among the filters.
+    list_display = ("username", "email", "phone")
     list_filter = ("plan", "is_active", "is_staff")
     search_fields = ("username", "first_name", "last_name", "email", "phone")
     fieldsets = (

@@ -14,6 +14,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS
+from django.utils.translation import ngettext
 
 from django_suprsend import backfill, outage
 
@@ -124,6 +125,11 @@ class Command(BaseCommand):
             nonlocal done
             done += read
             if bar is not None:
+                # The counts of the plain lines, in the bar's postfix; update() redraws it.
+                bar.set_postfix(
+                    {"sent": stats.sent, "failed": stats.failed, "skipped": stats.skipped},
+                    refresh=False,
+                )
                 bar.update(read)
                 return
             elapsed = max(time.monotonic() - started, 1e-9)
@@ -156,7 +162,7 @@ class Command(BaseCommand):
         rate = (total.sent + total.failed) / elapsed if elapsed > 0 else 0.0
         if options.dry_run:
             self.stdout.write(
-                f"Dry run: {total.rows} rows, {total.sent} valid, {total.invalid_count} invalid, "
+                f"Dry run: {_rows(total.rows)}, {total.sent} valid, {total.invalid_count} invalid, "
                 f"{total.skipped} skipped; nothing sent."
             )
             for pk, distinct_id, message in total.invalid:
@@ -164,21 +170,31 @@ class Command(BaseCommand):
             return 1 if total.invalid_count else 0
         verb = "queued" if options.via_workers else "sent"
         self.stdout.write(
-            f"Backfill: {total.rows} rows, {total.sent} {verb}, {total.failed} failed, "
+            f"Backfill: {_rows(total.rows)}, {total.sent} {verb}, {total.failed} failed, "
             f"{total.skipped} skipped in {elapsed:.1f}s ({rate:.0f} records/s)."
         )
         if not total.failed:
             return 0
+        failed = ngettext("%(n)d profile failed", "%(n)d profiles failed", total.failed) % {
+            "n": total.failed
+        }
         if total.refused_credentials:
+            answered = ngettext(
+                "%(n)d record answered 401/403",
+                "%(n)d records answered 401/403",
+                total.refused_credentials,
+            ) % {"n": total.refused_credentials}
             self.stderr.write(
-                f"{total.failed} profiles failed: the hub refused the credentials "
-                f"({total.refused_credentials} records answered 401/403), so nothing can be "
+                f"{failed}: the hub refused the credentials ({answered}), so nothing can be "
                 f"sent until they are fixed. {outage.WHAT_TO_CHECK} Then run the same command "
                 "again."
             )
             return 1 if total.sent else 2
         self.stderr.write(
-            f"{total.failed} profiles failed; see the SuprSend sync states in the admin, "
-            "then rerun with --only-failed."
+            f"{failed}; see the SuprSend sync states in the admin, then rerun with --only-failed."
         )
         return 1 if total.sent else 2
+
+
+def _rows(count: int) -> str:
+    return ngettext("%(n)d row", "%(n)d rows", count) % {"n": count}

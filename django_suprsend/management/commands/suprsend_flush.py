@@ -6,6 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 from django.db import DEFAULT_DB_ALIAS
+from django.utils.translation import ngettext
 
 from django_suprsend.flush import flush
 
@@ -24,5 +25,10 @@ class Command(BaseCommand):
         self.stdout.write(f"SuprSend outbox: {result}")
         if result.failed:
             self.stderr.write(
-                f"{result.failed} profiles failed; see the SuprSend sync states in the admin."
+                ngettext(
+                    "%(n)d profile failed; see the SuprSend sync states in the admin.",
+                    "%(n)d profiles failed; see the SuprSend sync states in the admin.",
+                    result.failed,
+                )
+                % {"n": result.failed}
             )

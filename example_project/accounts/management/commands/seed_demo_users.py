@@ -7,6 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
+from django.utils.translation import ngettext
 
 from example_project.accounts.models import Device, User
 
@@ -86,7 +87,14 @@ class Command(BaseCommand):
             Device.objects.bulk_create(
                 device for user in created for device in demo_devices(rng, user)
             )
-        self.stdout.write(f"Created {len(created)} demo users; run suprsend_backfill to push them.")
+        self.stdout.write(
+            ngettext(
+                "Created %(n)d demo user; run suprsend_backfill to push it.",
+                "Created %(n)d demo users; run suprsend_backfill to push them.",
+                len(created),
+            )
+            % {"n": len(created)}
+        )
 
 
 def demo_user(rng: random.Random, n: int) -> User:
