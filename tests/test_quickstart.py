@@ -191,7 +191,7 @@ def _ada_arrived_through_the_worker(project: Project, result: Any) -> None:
 
 
 def _backfill_sent_every_user(project: Project, result: Any) -> None:
-    assert re.search(r"^Backfill: 1 rows, 1 sent, 0 failed, 0 skipped", result.stdout, re.M)
+    assert re.search(r"^Backfill: 1 row, 1 sent, 0 failed, 0 skipped", result.stdout, re.M)
 
 
 def _check_found_no_issues(project: Project, result: Any) -> None:
