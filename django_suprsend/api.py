@@ -99,8 +99,8 @@ def unset_channels(
             try:
                 distinct_id = distinct_id_of(obj)
             except Exception as exc:  # reported on the profile's sync state, as for a save
-                change = broken_change(obj, exc)
-                changes.extend([change] if change is not None else [])
+                if (change := broken_change(obj, exc)) is not None:
+                    changes.append(change)
                 continue
             if distinct_id is not None:
                 operations = ProfileEdit(distinct_id).unset(keys).operations

@@ -49,7 +49,7 @@ from .operations import (
     build_record,
     insert_id_namer,
 )
-from .refusal import refusal, stand_in_id
+from .refusal import profile_key, refusal
 from .splitting import split_record
 from .sync_state import Outcome, record, record_synced, refused, validation_message
 
@@ -383,16 +383,9 @@ def _built_batches(
 
 
 def _only_failed(rows: list[models.Model], using: str) -> list[models.Model]:
-    ids = {row.pk: _distinct_id_or_none(row) for row in rows}
+    ids = {row.pk: profile_key(row) for row in rows}  # a refused id: refused again when built
     failed = _failed_ids([d for d in ids.values() if d is not None], using)
     return [row for row in rows if ids[row.pk] in failed]
-
-
-def _distinct_id_or_none(row: Any) -> str | None:
-    try:
-        return distinct_id_of(row)
-    except Exception:  # refused again when its row is built, which reports it
-        return stand_in_id(row)
 
 
 # -- sending ------------------------------------------------------------------------

@@ -421,13 +421,14 @@ class EditBuilder:
                 continue
             try:
                 name = validate_property_key(key, "$set")
-                valid[name] = validate_json_value(value, name)
+                validate_json_value(value, name)
             except SuprsendValidationError as exc:
                 self.errors.append(error_dict(exc))
                 continue
             too_big = oversize_value(self.edit.distinct_id, name, value)
-            if too_big is not None:
-                del valid[name]
+            if too_big is None:
+                valid[name] = value
+            else:
                 self.errors.append(error_dict(too_big))
         if valid:
             # Each key and value is checked above as ProfileEdit.set() checks them.

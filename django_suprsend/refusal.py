@@ -21,7 +21,7 @@ from .exceptions import SuprsendConfigurationError, SuprsendValidationError, _sh
 from .mixins import distinct_id_of, error_dict
 from .validators import MAX_DISTINCT_ID_LENGTH
 
-__all__ = ["STAND_IN_PREFIX", "refusal", "stand_in_id"]
+__all__ = ["STAND_IN_PREFIX", "profile_key", "refusal", "stand_in_id"]
 
 logger = logging.getLogger("django_suprsend")
 
@@ -34,7 +34,7 @@ def stand_in_id(instance: models.Model) -> str:
     return f"{STAND_IN_PREFIX}{instance._meta.label_lower}:{instance.pk}"[:MAX_DISTINCT_ID_LENGTH]
 
 
-def _key(instance: Any) -> str | None:
+def profile_key(instance: Any) -> str | None:
     """The profile's distinct_id, its stand-in when it has none that can be used, or None
     when it has none at all (a profile without an id is never synced)."""
     try:
@@ -60,7 +60,7 @@ def refusal(instance: Any, exc: Exception) -> tuple[str, dict[str, str]] | None:
             stand_in_id(instance),
         )
         return stand_in_id(instance), error_dict(exc)
-    key = _key(instance)
+    key = profile_key(instance)
     logger.error(
         "SuprSend: building the profile change of %s raised %s; the save goes on and nothing "
         'is sent for this profile until it is built again (admin "Resync").',
