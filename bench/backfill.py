@@ -168,7 +168,7 @@ def _pss_kb(pid: int) -> int:
 
 def check_profiles(url: str, pks: list[int]) -> None:
     """Spot-check that the emulator holds a full profile for each of ``pks``."""
-    from django_suprsend.client import SuprsendClient
+    from django_suprsend.wire.client import SuprsendClient
 
     with SuprsendClient(WORKSPACE_KEY, WORKSPACE_SECRET, base_url=url) as client:
         for pk in pks:

@@ -71,7 +71,7 @@ def fresh_process_on(url: str) -> Iterator[object]:
     """A Celery app on ``url`` made current, with the app's per-process state as at start."""
     from celery import Celery, current_app
 
-    from django_suprsend import outbox, publish
+    from django_suprsend.delivery import outbox, publish
 
     previous = current_app._get_current_object()
     app = Celery("bench-broker-down", set_as_current=False)
@@ -130,7 +130,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--saves", type=int, default=200)
     args = parser.parse_args()
-    logging.getLogger("django_suprsend.outbox").setLevel(logging.ERROR)  # the broker-down warning
+    logging.getLogger("django_suprsend.delivery.outbox").setLevel(
+        logging.ERROR
+    )  # the broker-down warning
     with bench_database("http://127.0.0.1:9/") as database:
         from django.test import override_settings
 

@@ -21,9 +21,9 @@ from collections.abc import Callable
 import requests
 from _emulator import WORKSPACE_KEY, WORKSPACE_SECRET, emulator_process
 
-from django_suprsend import operations, signing
-from django_suprsend.client import SuprsendClient
-from django_suprsend.operations import ProfileEdit
+from django_suprsend.wire import operations, signing
+from django_suprsend.wire.client import SuprsendClient
+from django_suprsend.wire.operations import ProfileEdit
 
 
 def run_ours(url: str, count: int) -> None:

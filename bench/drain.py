@@ -25,7 +25,7 @@ from _emulator import WORKSPACE_KEY, WORKSPACE_SECRET, emulator_process
 
 def queue_changes(count: int) -> None:
     from django_suprsend.models import OutboxEntry
-    from django_suprsend.operations import ProfileEdit
+    from django_suprsend.wire.operations import ProfileEdit
 
     OutboxEntry.objects.bulk_create(
         (
@@ -43,8 +43,8 @@ def queue_changes(count: int) -> None:
 
 
 def client_baseline(url: str, count: int) -> float:
-    from django_suprsend.client import SuprsendClient
-    from django_suprsend.operations import ProfileEdit
+    from django_suprsend.wire.client import SuprsendClient
+    from django_suprsend.wire.operations import ProfileEdit
 
     with SuprsendClient(WORKSPACE_KEY, WORKSPACE_SECRET, base_url=url) as client:
         records = (
@@ -70,7 +70,7 @@ def main() -> None:
     count = args.profiles
 
     with emulator_process() as url, bench_database(url) as database:
-        from django_suprsend.flush import flush
+        from django_suprsend.delivery.flush import flush
         from django_suprsend.models import OutboxEntry, SyncState
 
         print(f"database: {database}; {count:,} queued changes for {count:,} users")

@@ -29,17 +29,23 @@ __all__ = [
 ]
 
 _LAZY = {
-    "SuprsendProfileMixin": "django_suprsend.mixins",
-    "bulk_update_and_sync": "django_suprsend.api",
-    "paused": "django_suprsend.api",
-    "queue_operations": "django_suprsend.api",
-    "sync": "django_suprsend.api",
-    "unset_channels": "django_suprsend.api",
+    "SuprsendProfileMixin": "django_suprsend.profiles.mixin",
+    "bulk_update_and_sync": "django_suprsend.profiles.api",
+    "paused": "django_suprsend.profiles.api",
+    "queue_operations": "django_suprsend.profiles.api",
+    "sync": "django_suprsend.profiles.api",
+    "unset_channels": "django_suprsend.profiles.api",
 }
 
 if TYPE_CHECKING:
-    from .api import bulk_update_and_sync, paused, queue_operations, sync, unset_channels
-    from .mixins import SuprsendProfileMixin
+    from django_suprsend.profiles.api import (
+        bulk_update_and_sync,
+        paused,
+        queue_operations,
+        sync,
+        unset_channels,
+    )
+    from django_suprsend.profiles.mixin import SuprsendProfileMixin
 
 
 def __getattr__(name: str) -> Any:

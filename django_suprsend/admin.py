@@ -38,12 +38,12 @@ from django.utils.timesince import timesince
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from . import outage, outbox
-from .api import sync, unset_channels
-from .bulk import LOCAL_ERROR_CODES
-from .mixins import SuprsendProfileMixin, mapping_for
-from .models import CredentialsOutage, OutboxEntry, SyncState, SyncStatus
-from .operations import CHANNEL_KEYS, ProfileEdit
+from django_suprsend.delivery import outage, outbox
+from django_suprsend.models import CredentialsOutage, OutboxEntry, SyncState, SyncStatus
+from django_suprsend.profiles.api import sync, unset_channels
+from django_suprsend.profiles.mixin import SuprsendProfileMixin, mapping_for
+from django_suprsend.wire.bulk import LOCAL_ERROR_CODES
+from django_suprsend.wire.operations import CHANNEL_KEYS, ProfileEdit
 
 __all__ = ["SuprsendAdminMixin", "SyncStateAdmin"]
 

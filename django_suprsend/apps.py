@@ -7,8 +7,9 @@ class SuprsendConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import beat, checks  # noqa: F401 - checks registers the system checks
-        from .tracking import connect_all
+        from django_suprsend import checks  # noqa: F401 - checks registers the system checks
+        from django_suprsend.delivery import beat
+        from django_suprsend.profiles.tracking import connect_all
 
         connect_all()
         beat.connect()

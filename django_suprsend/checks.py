@@ -33,11 +33,11 @@ from django.conf import settings as django_settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import models
 
-from .beat import SWEEP_TASK, configured_schedules, runs_sweep
-from .client import MIN_CREDENTIAL_LENGTH
-from .conf import suprsend_settings
-from .exceptions import SuprsendConfigurationError
-from .mixins import SuprsendProfileMixin, mapping_problems, source_field
+from django_suprsend.conf import suprsend_settings
+from django_suprsend.delivery.beat import SWEEP_TASK, configured_schedules, runs_sweep
+from django_suprsend.exceptions import SuprsendConfigurationError
+from django_suprsend.profiles.mixin import SuprsendProfileMixin, mapping_problems, source_field
+from django_suprsend.wire.client import MIN_CREDENTIAL_LENGTH
 
 __all__ = [
     "check_celery_app",

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 from django.conf import settings as django_settings
 from django.core.signals import setting_changed
 
-from .exceptions import SuprsendConfigurationError
+from django_suprsend.exceptions import SuprsendConfigurationError
 
 DEFAULTS: dict[str, Any] = {
     # Credentials: WORKSPACE_KEY with WORKSPACE_SECRET (HMAC), or with API_KEY (Bearer).
@@ -150,7 +150,8 @@ class SuprsendSettings:
     def reload(self) -> None:
         self._cache = None
         # Imported here: both modules import this one.
-        from . import client_factory, outbox, publish
+        from django_suprsend.delivery import outbox, publish
+        from django_suprsend.delivery import shared_client as client_factory
 
         client_factory.reset()
         outbox.debouncer.reset()

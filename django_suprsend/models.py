@@ -142,7 +142,7 @@ class CredentialsOutage(models.Model):
 
     Written by the workers when the hub refuses a request's credentials, and
     deleted by the first request it accepts again. While it is there, the
-    entries of the refused requests stay pending (see ``django_suprsend.outage``)
+    entries of the refused requests stay pending (see ``django_suprsend.delivery.outage``)
     and the admin's summary shows it. ``error`` is the hub's answer with the
     credentials masked, as the client reports it.
     """

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs Debian's Chromium for the browser tests (tests/test_admin_browser.py).
+# Installs Debian's Chromium for the browser tests (tests/admin/test_admin_browser.py).
 # Idempotent: does nothing when /usr/bin/chromium is there. Never downloads a browser
 # build of its own (no `playwright install`): Playwright drives the system's Chromium.
 set -euo pipefail

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
-from django_suprsend.client import SuprsendClient
-from django_suprsend.retry import RetryPolicy
+from django_suprsend.wire.client import SuprsendClient
+from django_suprsend.wire.retry import RetryPolicy
 from tests.vectors import CREDENTIALS, FIXED_DATE, SDK_USER_AGENT
 
 #: Headers the SDK sets itself (the transport adds Host, Accept*, Connection, Content-Length).

@@ -13,7 +13,7 @@ import time
 
 from celery import Celery
 
-from django_suprsend import signing
+from django_suprsend.wire import signing
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 

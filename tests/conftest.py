@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from django_suprsend import outbox
+from django_suprsend.delivery import outbox
 from tests import distribution
 from tests.capture import RecordingServer
 

@@ -15,7 +15,7 @@ from django.test import override_settings
 from django.test.utils import isolate_apps
 
 from django_suprsend.checks import check_model, check_profile_models, check_settings
-from django_suprsend.mixins import SuprsendProfileMixin
+from django_suprsend.profiles.mixin import SuprsendProfileMixin
 from tests.testapp.models import Customer
 
 SECRET = "ws_secret_of_a_real_length"

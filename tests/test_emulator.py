@@ -21,7 +21,6 @@ import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from django_suprsend import signing
 from django_suprsend.testing import HubEmulator, RecordedRequest, page
 from django_suprsend.testing import hub as hub_module
 from django_suprsend.testing import records as records_module
@@ -36,6 +35,7 @@ from django_suprsend.testing.records import (
     record_size,
     size_bound,
 )
+from django_suprsend.wire import signing
 from tests import vectors
 
 KEY = "ws_test_key"

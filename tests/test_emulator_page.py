@@ -19,12 +19,12 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from django_suprsend import signing
-from django_suprsend.client import SuprsendClient
-from django_suprsend.operations import ProfileEdit
 from django_suprsend.testing import HubEmulator
 from django_suprsend.testing.__main__ import parse_args, settings_to_paste
 from django_suprsend.testing.page import PROFILE_LIMIT, REQUEST_LIMIT
+from django_suprsend.wire import signing
+from django_suprsend.wire.client import SuprsendClient
+from django_suprsend.wire.operations import ProfileEdit
 
 KEY = "ws_page_key"
 SECRET = "ws-page-secret-never-shown"

@@ -15,11 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from django_suprsend.client import SuprsendClient
-from django_suprsend.operations import ProfileEdit
-from django_suprsend.retry import RetryPolicy
 from django_suprsend.testing import HubEmulator
 from django_suprsend.testing.profiles import ProfileStore
+from django_suprsend.wire.client import SuprsendClient
+from django_suprsend.wire.operations import ProfileEdit
+from django_suprsend.wire.retry import RetryPolicy
 
 KEYS = st.sampled_from(["name", "plan", "score", "tags", "名前", "emoji 🚀"])
 # Text a database can store: a NUL and a lone surrogate are refused (tests/test_refusals.py).

@@ -50,7 +50,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
 from urllib.parse import unquote
 
-from django_suprsend import signing
 from django_suprsend.testing import page
 from django_suprsend.testing.profiles import ProfileStore, utc_now
 from django_suprsend.testing.records import (
@@ -64,6 +63,7 @@ from django_suprsend.testing.records import (
     record_summary,
     upsert_body_error,
 )
+from django_suprsend.wire import signing
 
 __all__ = ["HubEmulator", "RecordedRequest"]
 

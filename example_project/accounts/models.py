@@ -11,7 +11,7 @@ from django.dispatch import receiver
 
 import django_suprsend
 from django_suprsend import SuprsendProfileMixin
-from django_suprsend.operations import ProfileEdit
+from django_suprsend.wire.operations import ProfileEdit
 
 
 class User(SuprsendProfileMixin, AbstractUser):

@@ -4,8 +4,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
 from django_suprsend.admin import SuprsendAdminMixin
-
-from .models import User
+from tests.testapp.models import User
 
 
 @admin.register(User)

@@ -8,8 +8,7 @@ from typing import Any
 from django.test import override_settings
 
 from django_suprsend.models import OutboxEntry
-
-from .models import Customer, Staff, User
+from tests.testapp.models import Customer, Staff, User
 
 _numbers = itertools.count(1)
 

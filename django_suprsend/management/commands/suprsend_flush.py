@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand
 from django.db import DEFAULT_DB_ALIAS
 from django.utils.translation import ngettext
 
-from django_suprsend.flush import flush
+from django_suprsend.delivery.flush import flush
 
 
 class Command(BaseCommand):
