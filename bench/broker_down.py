@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
+from django_suprsend.delivery import schedule
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _django import bench_database
 
@@ -71,13 +73,13 @@ def fresh_process_on(url: str) -> Iterator[object]:
     """A Celery app on ``url`` made current, with the app's per-process state as at start."""
     from celery import Celery, current_app
 
-    from django_suprsend.delivery import outbox, publish
+    from django_suprsend.delivery import publish
 
     previous = current_app._get_current_object()
     app = Celery("bench-broker-down", set_as_current=False)
     app.conf.broker_write_url = url
     app.set_current()
-    outbox.debouncer.reset()
+    schedule.debouncer.reset()
     publish.pools.reset()
     try:
         yield app

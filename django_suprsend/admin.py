@@ -38,7 +38,8 @@ from django.utils.timesince import timesince
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from django_suprsend.delivery import outage, outbox
+from django_suprsend.delivery import outage
+from django_suprsend.delivery.enqueue import enqueue_many
 from django_suprsend.models import CredentialsOutage, OutboxEntry, SyncState, SyncStatus
 from django_suprsend.profiles.api import sync, unset_channels
 from django_suprsend.profiles.mixin import SuprsendProfileMixin, mapping_for
@@ -190,7 +191,7 @@ def unset_profile_channels(
         if gone:
             operations = ProfileEdit("-").unset(channels).operations
             using = router.db_for_write(OutboxEntry)
-            count += outbox.enqueue_many(
+            count += enqueue_many(
                 ((distinct_id, operations, [], None) for distinct_id in gone), using=using
             )
         model_admin.message_user(

@@ -7,7 +7,7 @@ key, rebuilt when a test changes ``settings.SUPRSEND`` (``override_settings``).
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from django.conf import settings as django_settings
@@ -149,13 +149,6 @@ class SuprsendSettings:
 
     def reload(self) -> None:
         self._cache = None
-        # Imported here: both modules import this one.
-        from django_suprsend.delivery import outbox, publish
-        from django_suprsend.delivery import shared_client as client_factory
-
-        client_factory.reset()
-        outbox.debouncer.reset()
-        publish.pools.reset()
 
     def __repr__(self) -> str:
         # Never the secret or the API key.
@@ -171,3 +164,19 @@ def _reload(*, setting: str, **kwargs: Any) -> None:
 
 
 setting_changed.connect(_reload)
+
+
+def when_settings_change(callback: Callable[[], object]) -> None:
+    """Call ``callback`` after ``settings.SUPRSEND`` changes (``override_settings``, tests).
+
+    For a module that keeps something built from the settings (the shared
+    client, the broker pools, the flush debouncer): it registers its own reset
+    here, so this module never imports the modules that read it. Callbacks run
+    after the settings are reloaded, in the order they were registered.
+    """
+
+    def changed(*, setting: str, **kwargs: Any) -> None:
+        if setting == "SUPRSEND":
+            callback()
+
+    setting_changed.connect(changed, weak=False)

@@ -28,6 +28,11 @@ class SuprsendValidationError(SuprsendError, ValueError):
         super().__init__(f"{field}: {_short_repr(value)} {reason}")
 
 
+def error_dict(exc: SuprsendValidationError) -> dict[str, str]:
+    """How a refused value is stored on an outbox entry (and shown on the SyncState)."""
+    return {"field": exc.field, "value": _short_repr(exc.value), "reason": exc.reason}
+
+
 class SuprsendConfigurationError(SuprsendError):
     """The client or the app is configured in a way that cannot work."""
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from django_suprsend.delivery import outbox
+from django_suprsend.delivery import schedule
 from tests import distribution
 from tests.capture import RecordingServer
 
@@ -40,6 +40,6 @@ def hub(settings, suprsend_hub):
 @pytest.fixture(autouse=True)
 def fresh_flush_debouncer():
     """Each test starts with no flush task in flight: commits publish as on a fresh process."""
-    outbox.debouncer.reset()
+    schedule.debouncer.reset()
     yield
-    outbox.debouncer.reset()
+    schedule.debouncer.reset()

@@ -39,6 +39,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from django_suprsend.checks import profile_models
 from django_suprsend.delivery import outage, outbox
+from django_suprsend.delivery.enqueue import enqueue_many
 from django_suprsend.delivery.shared_client import get_client
 from django_suprsend.delivery.sync_state import (
     Outcome,
@@ -47,11 +48,11 @@ from django_suprsend.delivery.sync_state import (
     refused,
     validation_message,
 )
+from django_suprsend.exceptions import error_dict
 from django_suprsend.models import BackfillCheckpoint, SyncState, SyncStatus
 from django_suprsend.profiles.mixin import (
     SuprsendProfileMixin,
     distinct_id_of,
-    error_dict,
     untracked_loads,
 )
 from django_suprsend.profiles.refusal import profile_key, refusal
@@ -571,7 +572,7 @@ def _records_in_thread(using: str) -> bool:
 def _queue(batch: _Batch, using: str) -> None:
     """Queue the batch in the outbox (the workers send it and keep the SyncStates)."""
     items = [(row.distinct_id, row.operations, row.errors, row.instance) for row in batch.rows]
-    outbox.enqueue_many(items, using=using)
+    enqueue_many(items, using=using)
     batch.stats.sent += len(items)
 
 

@@ -23,9 +23,9 @@ from django_suprsend.exceptions import (
     SuprsendAuthenticationError,
     SuprsendError,
     SuprsendTransportError,
+    error_dict,
 )
 from django_suprsend.models import OutboxEntry, SyncStatus
-from django_suprsend.profiles.mixin import error_dict
 from django_suprsend.wire.bulk import NO_ANSWER, BulkResponse
 from django_suprsend.wire.client import AUTH_ERRORS, SuprsendClient
 from django_suprsend.wire.operations import MAX_RECORD_BYTES, build_record, record_size

@@ -1,8 +1,7 @@
-"""The outbox: enqueue in the caller's transaction, claim under a lease, record outcomes.
+"""The outbox, read by workers: claim due entries under a lease, record their outcomes.
 
-Writing (request path): :func:`enqueue` and :func:`enqueue_many` add rows in
-the transaction of the save and schedule one flush per transaction with
-``transaction.on_commit``: a rolled-back save sends nothing.
+Entries are written by :mod:`django_suprsend.delivery.enqueue`, in the
+caller's transaction.
 
 Reading (workers): :func:`claim` takes due entries under a lease. On
 PostgreSQL and MySQL/MariaDB the rows are locked with
@@ -26,17 +25,13 @@ so the hub applies them once.
 
 from __future__ import annotations
 
-import functools
 import logging
-import threading
-import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.contrib.contenttypes.models import ContentType
 from django.db import connections, models, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
@@ -52,220 +47,8 @@ Kind = OutboxEntry.Kind
 # uuid5 namespace of record $insert_ids: one tag and profile always make the same id.
 INSERT_ID_NAMESPACE = uuid.UUID("6f1d9a52-5b3e-4c1e-9a57-0d7c1f0b5e21")
 
-Item = tuple[str, list[dict[str, Any]], list[dict[str, Any]], "models.Model | None"]
-
 
 # -- writing -------------------------------------------------------------------
-
-
-def enqueue(
-    distinct_id: str,
-    operations: list[dict[str, Any]],
-    *,
-    errors: list[dict[str, Any]] | None = None,
-    instance: models.Model | None = None,
-    kind: str = Kind.EDIT,
-    using: str = "default",
-) -> OutboxEntry | None:
-    """Queue one change of one profile in the caller's transaction on ``using``.
-
-    Writes nothing when an edit has neither operations nor errors.
-    """
-    entry = _entry(distinct_id, operations, errors or [], instance, kind)
-    if entry is None:
-        return None
-    entry.save(using=using, force_insert=True)
-    schedule_flush(using)
-    return entry
-
-
-def enqueue_many(
-    items: Iterable[Item], *, using: str = "default", kind: str = Kind.EDIT, batch_size: int = 1000
-) -> int:
-    """Queue many changes with ``bulk_create``; returns how many entries were written."""
-    entries = [
-        entry
-        for distinct_id, operations, errors, instance in items
-        if (entry := _entry(distinct_id, operations, errors, instance, kind)) is not None
-    ]
-    if len(entries) == 1:
-        _insert_one(entries[0], using)
-    elif entries:
-        OutboxEntry.objects.using(using).bulk_create(entries, batch_size=batch_size)
-    if entries:
-        schedule_flush(using)
-    return len(entries)
-
-
-def _insert_one(entry: OutboxEntry, using: str) -> None:
-    """One row, the save path's case: a plain INSERT without the ORM's query compiler
-    (a third of the cost the mixin adds to a changed save)."""
-    connection = connections[using]
-    fields = _insert_fields()
-    values = [field.get_db_prep_save(field.pre_save(entry, True), connection) for field in fields]
-    with connection.cursor() as cursor:
-        cursor.execute(_insert_sql(connection.ops.quote_name), values)
-
-
-@functools.cache
-def _insert_fields() -> list[models.Field]:
-    return [f for f in OutboxEntry._meta.concrete_fields if not f.primary_key]
-
-
-@functools.cache
-def _insert_sql(quote: Callable[[str], str]) -> str:
-    columns = ", ".join(quote(field.column) for field in _insert_fields())
-    placeholders = ", ".join(["%s"] * len(_insert_fields()))
-    table = quote(OutboxEntry._meta.db_table)
-    return f"INSERT INTO {table} ({columns}) VALUES ({placeholders})"  # noqa: S608 - names only
-
-
-def _entry(
-    distinct_id: str,
-    operations: list[dict[str, Any]],
-    errors: list[dict[str, Any]],
-    instance: models.Model | None,
-    kind: str,
-) -> OutboxEntry | None:
-    if kind == Kind.EDIT and not operations and not errors:
-        return None
-    content_type, object_id = _link(instance)
-    return OutboxEntry(
-        distinct_id=distinct_id,
-        kind=kind,
-        operations=operations,
-        errors=errors,
-        content_type=content_type,
-        object_id=object_id,
-    )
-
-
-def _link(instance: models.Model | None) -> tuple[ContentType | None, str]:
-    if instance is None or instance.pk is None:
-        return None, ""
-    # get_for_model is cached per process after the first call: no query on the hot path.
-    return ContentType.objects.get_for_model(instance, for_concrete_model=False), str(instance.pk)
-
-
-def schedule_flush(using: str = "default") -> None:
-    """Ask a worker to flush once the current transaction on ``using`` commits.
-
-    Once per transaction: a callback already waiting on the connection is
-    enough. Django drops the callbacks of a rolled-back transaction or
-    savepoint, so a later enqueue registers a new one.
-    """
-    connection = connections[using]
-    if not connection.in_atomic_block:
-        _send_flush_task(using)
-        return
-    if any(getattr(item[1], "suprsend_flush", False) for item in connection.run_on_commit):
-        return
-
-    def flush_after_commit() -> None:
-        _send_flush_task(using)
-
-    flush_after_commit.suprsend_flush = True  # type: ignore[attr-defined]
-    transaction.on_commit(flush_after_commit, using=using)
-
-
-class _FlushDebouncer:
-    """At most two flush tasks per ``FLUSH_DEBOUNCE`` seconds per process and database.
-
-    The first commit of a window publishes at once (a lone save is sent
-    without delay); later commits in the window share one trailing task that
-    runs when the window ends, so a burst of saves costs the broker two
-    messages, not one per save.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._leading: dict[str, float] = {}
-        self._trailing: dict[str, float] = {}
-        self._suspended_until = 0.0
-        self._down = False  # the last publish failed
-
-    def countdown(self, using: str) -> float | None:
-        """Seconds to delay a new flush task, or None when none should be sent now."""
-        window = suprsend_settings.FLUSH_DEBOUNCE
-        now = time.monotonic()
-        with self._lock:
-            if now < self._suspended_until:
-                return None
-            leading = self._leading.get(using)
-            if leading is None or now - leading >= window:
-                self._leading[using] = now
-                return 0.0
-            end = leading + window
-            if self._trailing.get(using) == end:
-                return None
-            self._trailing[using] = end
-            return end - now
-
-    def suspend(self, seconds: float) -> bool:
-        """Publish nothing for ``seconds``: the broker is down, and every try would
-        hold a save for up to ``PUBLISH_TIMEOUT``. True when this starts an outage
-        (the first refusal since the broker last took a task)."""
-        with self._lock:
-            self._suspended_until = time.monotonic() + seconds
-            self._leading.clear()
-            self._trailing.clear()
-            first, self._down = not self._down, True
-            return first
-
-    def recovered(self) -> bool:
-        """The broker took a task: True when that ends an outage."""
-        with self._lock:
-            was_down, self._down = self._down, False
-            return was_down
-
-    def reset(self) -> None:
-        with self._lock:
-            self._leading.clear()
-            self._trailing.clear()
-            self._suspended_until = 0.0
-            self._down = False
-
-
-debouncer = _FlushDebouncer()
-
-
-def _send_flush_task(using: str) -> None:
-    """Enqueue the flush task within ``PUBLISH_TIMEOUT``; a broker that is down must not
-    break the save, nor hold it (see :mod:`django_suprsend.delivery.publish`)."""
-    from django_suprsend.delivery.publish import (  # kombu, and Celery: off the import path
-        broker_name,
-        publish,
-    )
-    from django_suprsend.delivery.tasks import flush_outbox
-
-    countdown = debouncer.countdown(using)
-    if countdown is None:
-        return
-    options: dict[str, Any] = {}
-    if countdown:
-        options["countdown"] = countdown
-    if suprsend_settings.QUEUE:
-        options["queue"] = suprsend_settings.QUEUE
-    try:
-        publish(flush_outbox, {"using": using}, **options)
-    except Exception as exc:  # the broker's errors are many and transport-specific
-        pause = suprsend_settings.BROKER_DOWN_PAUSE
-        if debouncer.suspend(pause):
-            logger.warning(
-                "SuprSend: could not enqueue the flush task on the broker %s (%s: %s); the "
-                "change is kept in the outbox and will be sent by the periodic sweep or "
-                "`manage.py suprsend_flush`. This process sends no flush task for the next %s "
-                "seconds, and logs its next failures at DEBUG until the broker takes one again.",
-                broker_name(flush_outbox.app),
-                type(exc).__name__,
-                exc,
-                pause,
-            )
-        else:
-            logger.debug("SuprSend: the broker still refuses flush tasks (%s)", exc)
-        return
-    if debouncer.recovered():
-        logger.info("SuprSend: the broker takes flush tasks again")
 
 
 # -- claiming ------------------------------------------------------------------

@@ -36,7 +36,7 @@ from typing import Any
 from kombu import Connection
 from kombu.connection import ConnectionPool
 
-from django_suprsend.conf import suprsend_settings
+from django_suprsend.conf import suprsend_settings, when_settings_change
 
 #: Connections kept per process: at most two flush tasks a second go out of one (the
 #: debouncer), so a few are plenty for the threads of a web server.
@@ -92,6 +92,7 @@ class _Pools:
 
 
 pools = _Pools()
+when_settings_change(pools.reset)
 if hasattr(os, "register_at_fork"):  # not on Windows, where nothing forks
     os.register_at_fork(after_in_child=pools.forget_after_fork)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 
-from django_suprsend.conf import suprsend_settings
+from django_suprsend.conf import suprsend_settings, when_settings_change
 from django_suprsend.exceptions import SuprsendConfigurationError
 from django_suprsend.wire.client import SuprsendClient
 from django_suprsend.wire.retry import RetryPolicy
@@ -61,3 +61,6 @@ def _build() -> SuprsendClient:
             max_elapsed=s.HTTP_MAX_ELAPSED,
         ),
     )
+
+
+when_settings_change(reset)

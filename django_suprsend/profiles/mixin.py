@@ -36,7 +36,7 @@ from django.db import models, router, transaction
 from django_suprsend.exceptions import (
     SuprsendConfigurationError,
     SuprsendValidationError,
-    _short_repr,
+    error_dict,
 )
 from django_suprsend.profiles.loading import load_row
 from django_suprsend.wire.operations import CHANNEL_KEYS, SINGLE_VALUE_CHECKS, ProfileEdit
@@ -57,7 +57,6 @@ __all__ = [
     "SuprsendProfileMixin",
     "channel_values",
     "distinct_id_of",
-    "error_dict",
     "is_empty",
     "mapping_for",
     "mapping_problems",
@@ -397,11 +396,6 @@ def _channel_args(channel: str, value: Any) -> tuple[Any, ...]:
             )
         return value["token"], value.get("provider"), value.get("bundle_id")
     return (value,)
-
-
-def error_dict(exc: SuprsendValidationError) -> dict[str, str]:
-    """How a refused value is stored on an outbox entry (and shown on the SyncState)."""
-    return {"field": exc.field, "value": _short_repr(exc.value), "reason": exc.reason}
 
 
 class EditBuilder:

@@ -32,7 +32,7 @@ from django.db.models.signals import (
 )
 
 from django_suprsend.conf import suprsend_settings
-from django_suprsend.delivery import outbox
+from django_suprsend.delivery.enqueue import enqueue_many
 from django_suprsend.exceptions import SuprsendDistinctIdChanged
 from django_suprsend.profiles.mixin import (
     CHANNEL,
@@ -112,7 +112,7 @@ def write(changes: list[Change], using: str) -> int:
             (c.distinct_id, c.operations, c.errors, c.instance) for c in changes if c.kind == kind
         ]
         if items:
-            count += outbox.enqueue_many(items, using=using, kind=kind)
+            count += enqueue_many(items, using=using, kind=kind)
     return count
 
 

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 from celery import Celery
 
-from django_suprsend.delivery import outbox, publish, tasks
+from django_suprsend.delivery import publish, schedule, tasks
 from django_suprsend.models import OutboxEntry
 from tests.testapp.factories import make_user
 
@@ -94,7 +94,7 @@ def test_a_save_waits_at_most_publish_timeout_on_a_broker_that_is_down(transport
     with (
         FAILURES[failure]() as port,
         current_app_on(BROKERS[transport].format(port=port)),
-        caplog.at_level(logging.WARNING, logger=outbox.logger.name),
+        caplog.at_level(logging.WARNING, logger=schedule.logger.name),
     ):
         elapsed = timed_save()
 
@@ -107,16 +107,16 @@ def test_a_save_waits_at_most_publish_timeout_on_a_broker_that_is_down(transport
 
 
 def outbox_records(caplog) -> list[tuple[str, str]]:
-    return [(r.levelname, r.getMessage()) for r in caplog.records if r.name == outbox.logger.name]
+    return [(r.levelname, r.getMessage()) for r in caplog.records if r.name == schedule.logger.name]
 
 
 def test_the_failure_is_logged_once_per_outage_and_the_sweep_sends_the_changes(
     hub, caplog, monkeypatch
 ):
-    caplog.set_level(logging.DEBUG, logger=outbox.logger.name)
+    caplog.set_level(logging.DEBUG, logger=schedule.logger.name)
     skipped = [0.0]  # seconds the debouncer's clock is ahead
     monkeypatch.setattr(
-        outbox, "time", SimpleNamespace(monotonic=lambda: time.monotonic() + skipped[0])
+        schedule, "time", SimpleNamespace(monotonic=lambda: time.monotonic() + skipped[0])
     )
 
     def past_the_pause() -> None:  # BROKER_DOWN_PAUSE is 30 s: the broker is tried again

@@ -11,7 +11,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from django_suprsend.delivery import outage, outbox
+from django_suprsend.delivery import outage
+from django_suprsend.delivery.enqueue import enqueue
 from django_suprsend.delivery.flush import flush, flush_once
 from django_suprsend.models import CredentialsOutage, OutboxEntry, SyncState, SyncStatus
 from django_suprsend.testing.pytest_plugin import WORKSPACE_SECRET
@@ -33,7 +34,7 @@ def retry_settings(settings, hub):
 
 def queue(*distinct_ids: str) -> None:
     for distinct_id in distinct_ids:
-        outbox.enqueue(distinct_id, ProfileEdit(distinct_id).set("plan", "pro").operations)
+        enqueue(distinct_id, ProfileEdit(distinct_id).set("plan", "pro").operations)
 
 
 def make_due() -> None:

@@ -10,6 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from django_suprsend.delivery import outbox
+from django_suprsend.delivery.enqueue import enqueue
 from django_suprsend.delivery.flush import flush, flush_once
 from django_suprsend.models import OutboxEntry, SyncState, SyncStatus
 from django_suprsend.signals import profile_sync_failed, profile_synced
@@ -32,7 +33,7 @@ def queue(distinct_id: str, edit: ProfileEdit | None = None, **kwargs) -> Outbox
     operations = (
         edit or ProfileEdit(distinct_id).add_email(f"{distinct_id}@example.com")
     ).operations
-    return outbox.enqueue(distinct_id, operations, **kwargs)
+    return enqueue(distinct_id, operations, **kwargs)
 
 
 def state(distinct_id: str) -> SyncState:
@@ -86,7 +87,7 @@ def test_one_invalid_email_among_many_fails_only_that_profile(hub):
 
 def test_entry_with_only_refused_values_fails_without_a_request(hub):
     bad = {"field": "$sms", "value": "'12'", "reason": "is not a valid phone number"}
-    outbox.enqueue("only-bad", [], errors=[bad])
+    enqueue("only-bad", [], errors=[bad])
     result = flush()
     assert result.failed == 1
     assert hub.requests == []
@@ -98,7 +99,7 @@ def test_local_refusals_and_missing_answers_are_not_labelled_as_hub_500s(hub, se
     """A value or record refused before sending, and a request that got no answer, keep codes
     of their own (never the SDK's 500), so the admin's error-code filter tells them apart."""
     bad = {"field": "$sms", "value": "'12'", "reason": "is not a valid phone number"}
-    outbox.enqueue("refused-value", [], errors=[bad])
+    enqueue("refused-value", [], errors=[bad])
     queue("mixed", ProfileEdit("mixed").add_email("mixed@example.com"), errors=[bad])
     queue("too-big", ProfileEdit("too-big").set("blob", "x" * 20_000))
     hub.reject_records(lambda record: record["distinct_id"] == "hub-400", status=400)
@@ -256,7 +257,7 @@ def test_delete_supersedes_earlier_edits_and_later_ones_wait(hub):
     flush()
     assert hub.profile("d1") is not None
     queue("d1", ProfileEdit("d1").set("x", 1))
-    outbox.enqueue("d1", [], kind=OutboxEntry.Kind.DELETE)
+    enqueue("d1", [], kind=OutboxEntry.Kind.DELETE)
     later = queue("d1", ProfileEdit("d1").set("y", 2))
 
     result = flush_once()

@@ -7,7 +7,8 @@ import logging
 import pytest
 from django.db import transaction
 
-from django_suprsend.delivery import outbox, tasks
+from django_suprsend.delivery import outbox, schedule, tasks
+from django_suprsend.delivery.enqueue import enqueue
 from django_suprsend.wire.operations import ProfileEdit
 
 # Real commits: on_commit callbacks run as in production.
@@ -27,7 +28,7 @@ def published(monkeypatch):
 def commit(*distinct_ids: str) -> None:
     with transaction.atomic():
         for distinct_id in distinct_ids:
-            outbox.enqueue(distinct_id, ProfileEdit(distinct_id).set("n", 1).operations)
+            enqueue(distinct_id, ProfileEdit(distinct_id).set("n", 1).operations)
 
 
 def test_one_task_per_transaction_however_many_entries(published):
@@ -55,7 +56,7 @@ def test_no_debounce_sends_a_task_per_commit(settings, published):
 def test_a_rolled_back_transaction_sends_no_task(published):
     def enqueue_then_fail() -> None:
         with transaction.atomic():
-            outbox.enqueue("gone", ProfileEdit("gone").set("n", 1).operations)
+            enqueue("gone", ProfileEdit("gone").set("n", 1).operations)
             raise RuntimeError("rollback")
 
     with pytest.raises(RuntimeError):
@@ -76,7 +77,7 @@ def test_a_broker_that_is_down_pauses_publishing_but_never_the_save(monkeypatch,
         commit("b")
 
     assert len(attempts) == 1  # the second commit did not wait on the broker again
-    [warning] = [r for r in caplog.records if r.name == outbox.logger.name]
+    [warning] = [r for r in caplog.records if r.name == schedule.logger.name]
     assert "ConnectionRefusedError" in warning.getMessage()
     assert "sweep" in warning.getMessage()
     assert outbox.OutboxEntry.objects.count() == 2

@@ -9,7 +9,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from django_suprsend.delivery import outbox, retention, tasks
+from django_suprsend.delivery import retention, tasks
+from django_suprsend.delivery.enqueue import enqueue
 from django_suprsend.delivery.flush import flush
 from django_suprsend.models import OutboxEntry, SyncState, SyncStatus
 from django_suprsend.wire.operations import ProfileEdit
@@ -86,9 +87,9 @@ def test_a_failure_stays_in_the_admin_after_its_entries_are_pruned(hub, admin_cl
     (The admin user is a profile too: its own entry is sent, not failed.)"""
     settings.SUPRSEND = {**settings.SUPRSEND, "KEEP_FAILED_DAYS": 0}
     hub.reject_records(lambda record: record["distinct_id"] == "poison")
-    outbox.enqueue("poison", ProfileEdit("poison").add_email("p@example.com").operations)
+    enqueue("poison", ProfileEdit("poison").add_email("p@example.com").operations)
     flush()
-    outbox.enqueue("gone", [], kind=OutboxEntry.Kind.DELETE)
+    enqueue("gone", [], kind=OutboxEntry.Kind.DELETE)
     hub.fail_next(1, status=400)
     flush()
     failed = OutboxEntry.objects.filter(distinct_id__in=["poison", "gone"])

@@ -27,6 +27,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from django_suprsend.delivery import outage, outbox
+from django_suprsend.delivery.enqueue import enqueue, enqueue_many
 from django_suprsend.delivery.flush import flush, flush_once
 from django_suprsend.delivery.tasks import flush_outbox, sweep
 from django_suprsend.models import OutboxEntry, SyncState, SyncStatus
@@ -81,7 +82,7 @@ def enqueue_profiles(distinct_ids: list[str]) -> None:
     """One entry per profile, in one transaction: its commit sends one flush task."""
     with transaction.atomic():
         for distinct_id in distinct_ids:
-            outbox.enqueue(distinct_id, email_edit(distinct_id).operations)
+            enqueue(distinct_id, email_edit(distinct_id).operations)
 
 
 def expected_profiles() -> dict[str, dict[str, Any]]:
@@ -150,7 +151,7 @@ def test_a_queued_change_is_delivered_by_a_worker(pool, suprsend_hub):
     pool.start(1)
 
     with transaction.atomic():
-        outbox.enqueue("u1", email_edit("u1").set("plan", "pro").operations)
+        enqueue("u1", email_edit("u1").set("plan", "pro").operations)
 
     # Nothing but the commit sent a task: the worker delivers it.
     suprsend_hub.wait_for(
@@ -222,7 +223,7 @@ def test_two_workers_send_ten_thousand_entries_each_exactly_once_in_order(pool, 
     assert len(items) == SINGLES + SEVERAL * ROUNDS == 10_000
 
     with transaction.atomic():
-        outbox.enqueue_many(items)  # its commit sends one flush task
+        enqueue_many(items)  # its commit sends one flush task
     pool.send(flush_outbox)
     pool.send(flush_outbox)
 
@@ -351,14 +352,14 @@ def test_broker_down_at_save_time_keeps_the_change_for_the_sweep(pool, suprsend_
     pool.start(1)
     with unreachable_broker_url() as url, broker_at(url):
         with (
-            caplog.at_level(logging.WARNING, logger="django_suprsend.delivery.outbox"),
+            caplog.at_level(logging.WARNING, logger="django_suprsend.delivery.schedule"),
             transaction.atomic(),
         ):
-            entry = outbox.enqueue("b1", email_edit("b1").operations)
+            entry = enqueue("b1", email_edit("b1").operations)
         # The commit went through; the task could not be sent.
         assert OutboxEntry.objects.get(pk=entry.pk).status == Status.PENDING
 
-    [warning] = [r for r in caplog.records if r.name == "django_suprsend.delivery.outbox"]
+    [warning] = [r for r in caplog.records if r.name == "django_suprsend.delivery.schedule"]
     assert warning.levelno == logging.WARNING
     assert "outbox" in warning.getMessage()
     assert "suprsend_flush" in warning.getMessage()
@@ -439,7 +440,7 @@ def test_a_timed_out_record_keeps_its_insert_id_when_the_profile_changed_since(
     assert flush_once().retrying == 1
     suprsend_hub.wait_for(lambda hub: len(hub.applied_insert_ids) == 1)
     with transaction.atomic():
-        outbox.enqueue("t1", email_edit("t1", 2).operations)  # a change before the retry
+        enqueue("t1", email_edit("t1", 2).operations)  # a change before the retry
 
     for _ in range(5):  # flushes until both entries are sent, however they are grouped
         if OutboxEntry.objects.filter(status=Status.PENDING).exists():

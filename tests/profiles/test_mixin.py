@@ -10,13 +10,16 @@ import pytest
 from django.db import models
 from django.test.utils import isolate_apps
 
-from django_suprsend.exceptions import SuprsendConfigurationError, SuprsendValidationError
+from django_suprsend.exceptions import (
+    SuprsendConfigurationError,
+    SuprsendValidationError,
+    error_dict,
+)
 from django_suprsend.profiles.mixin import (
     EditBuilder,
     SuprsendProfileMixin,
     channel_values,
     distinct_id_of,
-    error_dict,
     mapping_for,
 )
 from django_suprsend.wire.operations import ProfileEdit

@@ -461,7 +461,7 @@ def test_models_outside_the_app_registry_are_not_connected_by_class_prepared() -
 def test_in_autocommit_mode_the_save_and_its_entry_commit_together(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("django_suprsend.delivery.outbox._send_flush_task", lambda using: None)
+    monkeypatch.setattr("django_suprsend.delivery.schedule._send_flush_task", lambda using: None)
     user = make_user()
     customer = make_customer(user=user, external_id="cus_1")
     assert len(entries()) == 2
@@ -469,7 +469,7 @@ def test_in_autocommit_mode_the_save_and_its_entry_commit_together(
     def fail(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("outbox down")
 
-    monkeypatch.setattr("django_suprsend.delivery.outbox.enqueue_many", fail)
+    monkeypatch.setattr("django_suprsend.profiles.tracking.enqueue_many", fail)
     user.plan = "team"
     with pytest.raises(RuntimeError):
         user.save()
