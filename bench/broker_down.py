@@ -132,7 +132,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--saves", type=int, default=200)
     args = parser.parse_args()
-    logging.getLogger("django_suprsend.delivery.outbox").setLevel(
+    logging.getLogger("django_suprsend.delivery.schedule").setLevel(
         logging.ERROR
     )  # the broker-down warning
     with bench_database("http://127.0.0.1:9/") as database:

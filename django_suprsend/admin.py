@@ -42,7 +42,8 @@ from django_suprsend.delivery import outage
 from django_suprsend.delivery.enqueue import enqueue_many
 from django_suprsend.models import CredentialsOutage, OutboxEntry, SyncState, SyncStatus
 from django_suprsend.profiles.api import sync, unset_channels
-from django_suprsend.profiles.mixin import SuprsendProfileMixin, mapping_for
+from django_suprsend.profiles.mapping import mapping_for
+from django_suprsend.profiles.mixin import SuprsendProfileMixin
 from django_suprsend.wire.bulk import LOCAL_ERROR_CODES
 from django_suprsend.wire.operations import CHANNEL_KEYS, ProfileEdit
 

@@ -36,7 +36,8 @@ from django.db import models
 from django_suprsend.conf import suprsend_settings
 from django_suprsend.delivery.beat import SWEEP_TASK, configured_schedules, runs_sweep
 from django_suprsend.exceptions import SuprsendConfigurationError
-from django_suprsend.profiles.mixin import SuprsendProfileMixin, mapping_problems, source_field
+from django_suprsend.profiles.mapping import mapping_problems, source_field
+from django_suprsend.profiles.mixin import SuprsendProfileMixin
 from django_suprsend.wire.client import MIN_CREDENTIAL_LENGTH
 
 __all__ = [

@@ -12,7 +12,7 @@ from django.db import transaction
 from django_suprsend import sync, unset_channels
 from django_suprsend.delivery.flush import flush
 from django_suprsend.models import OutboxEntry, SyncState, SyncStatus
-from django_suprsend.profiles.mixin import mapping_for
+from django_suprsend.profiles.mapping import mapping_for
 from tests.testapp.factories import make_user
 from tests.testapp.models import Device, User
 

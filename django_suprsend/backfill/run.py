@@ -50,12 +50,10 @@ from django_suprsend.delivery.sync_state import (
 )
 from django_suprsend.exceptions import error_dict
 from django_suprsend.models import BackfillCheckpoint, SyncState, SyncStatus
-from django_suprsend.profiles.mixin import (
-    SuprsendProfileMixin,
-    distinct_id_of,
-    untracked_loads,
-)
+from django_suprsend.profiles.builder import distinct_id_of
+from django_suprsend.profiles.mixin import SuprsendProfileMixin
 from django_suprsend.profiles.refusal import profile_key, refusal
+from django_suprsend.profiles.snapshot import untracked_loads
 from django_suprsend.wire.bulk import BulkResponse
 from django_suprsend.wire.client import AUTH_ERRORS, SuprsendClient
 from django_suprsend.wire.operations import CHANNEL_KEYS, build_record, insert_id_namer

@@ -27,7 +27,9 @@ from typing import Any
 from django.db import models, router, transaction
 
 from django_suprsend.exceptions import SuprsendValidationError
-from django_suprsend.profiles.mixin import SuprsendProfileMixin, distinct_id_of, remember
+from django_suprsend.profiles.builder import distinct_id_of
+from django_suprsend.profiles.mixin import SuprsendProfileMixin
+from django_suprsend.profiles.snapshot import remember
 from django_suprsend.profiles.tracking import (
     Change,
     broken_change,

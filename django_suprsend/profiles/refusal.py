@@ -23,7 +23,7 @@ from django_suprsend.exceptions import (
     _short_repr,
     error_dict,
 )
-from django_suprsend.profiles.mixin import distinct_id_of
+from django_suprsend.profiles.builder import distinct_id_of
 from django_suprsend.wire.validators import MAX_DISTINCT_ID_LENGTH
 
 __all__ = ["STAND_IN_PREFIX", "profile_key", "refusal", "stand_in_id"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Container, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.apps import apps as global_apps
 from django.db import models
@@ -34,25 +34,20 @@ from django.db.models.signals import (
 from django_suprsend.conf import suprsend_settings
 from django_suprsend.delivery.enqueue import enqueue_many
 from django_suprsend.exceptions import SuprsendDistinctIdChanged
-from django_suprsend.profiles.mixin import (
+from django_suprsend.profiles.builder import EditBuilder, channel_values, distinct_id_of
+from django_suprsend.profiles.mapping import (
     CHANNEL,
     MISSING,
-    PREPARED_KEY,
     PROPERTY,
     SETTING,
-    SNAPSHOT_KEY,
-    EditBuilder,
     ProfileMapping,
+    ProfileModel,
     Source,
-    SuprsendProfileMixin,
-    channel_values,
-    distinct_id_of,
     is_empty,
     mapping_for,
-    read_tracked,
-    remember,
 )
 from django_suprsend.profiles.refusal import refusal
+from django_suprsend.profiles.snapshot import PREPARED_KEY, SNAPSHOT_KEY, read_tracked, remember
 from django_suprsend.wire.operations import ProfileEdit
 
 __all__ = [
@@ -66,6 +61,9 @@ __all__ = [
     "queueing",
     "write",
 ]
+
+if TYPE_CHECKING:
+    from django_suprsend.profiles.mixin import SuprsendProfileMixin
 
 EDIT, DELETE = "edit", "delete"
 _DIFFED = (PROPERTY, CHANNEL, SETTING)
@@ -349,7 +347,7 @@ _RECEIVERS = (
 
 def connect(model: type[models.Model]) -> bool:
     """Connect the receivers for ``model`` if it uses the mixin; True when it does."""
-    if not issubclass(model, SuprsendProfileMixin) or model._meta.abstract or model._meta.swapped:
+    if not issubclass(model, ProfileModel) or model._meta.abstract or model._meta.swapped:
         return False
     for signal, receiver in _RECEIVERS:
         signal.connect(receiver, sender=model, dispatch_uid=_UID)

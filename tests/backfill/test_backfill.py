@@ -17,7 +17,7 @@ from django_suprsend.backfill import run as backfill
 from django_suprsend.delivery import outage
 from django_suprsend.models import BackfillCheckpoint, OutboxEntry, SyncState, SyncStatus
 from django_suprsend.profiles.api import paused
-from django_suprsend.profiles.mixin import SNAPSHOT_KEY
+from django_suprsend.profiles.snapshot import SNAPSHOT_KEY
 from django_suprsend.testing.pytest_plugin import WORKSPACE_SECRET
 from django_suprsend.wire.client import SuprsendClient
 from tests.testapp.factories import make_user

@@ -72,7 +72,7 @@ def test_a_broker_that_is_down_pauses_publishing_but_never_the_save(monkeypatch,
         raise ConnectionRefusedError("broker down")
 
     monkeypatch.setattr(tasks.flush_outbox, "apply_async", refuse)
-    with caplog.at_level(logging.WARNING, logger="django_suprsend.delivery.outbox"):
+    with caplog.at_level(logging.WARNING, logger="django_suprsend.delivery.schedule"):
         commit("a")
         commit("b")
 

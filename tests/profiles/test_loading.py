@@ -7,7 +7,8 @@ from django.db.models.signals import post_init
 
 from django_suprsend.profiles import loading
 from django_suprsend.profiles.api import paused
-from django_suprsend.profiles.mixin import SNAPSHOT_KEY, SuprsendProfileMixin, untracked_loads
+from django_suprsend.profiles.mixin import SuprsendProfileMixin
+from django_suprsend.profiles.snapshot import SNAPSHOT_KEY, untracked_loads
 from tests.testapp.factories import make_user
 from tests.testapp.models import Customer, Staff, User
 

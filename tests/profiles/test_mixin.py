@@ -15,13 +15,9 @@ from django_suprsend.exceptions import (
     SuprsendValidationError,
     error_dict,
 )
-from django_suprsend.profiles.mixin import (
-    EditBuilder,
-    SuprsendProfileMixin,
-    channel_values,
-    distinct_id_of,
-    mapping_for,
-)
+from django_suprsend.profiles.builder import EditBuilder, channel_values, distinct_id_of
+from django_suprsend.profiles.mapping import mapping_for
+from django_suprsend.profiles.mixin import SuprsendProfileMixin
 from django_suprsend.wire.operations import ProfileEdit
 from tests.testapp.factories import make_customer, make_user
 from tests.testapp.models import Customer, Device, Staff, User

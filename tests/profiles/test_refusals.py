@@ -21,7 +21,7 @@ from django.db import transaction
 from django_suprsend import sync, unset_channels
 from django_suprsend.delivery.flush import flush
 from django_suprsend.models import OutboxEntry, SyncState, SyncStatus
-from django_suprsend.profiles.mixin import mapping_for
+from django_suprsend.profiles.mapping import mapping_for
 from django_suprsend.profiles.refusal import stand_in_id
 from django_suprsend.wire.validators import MAX_DISTINCT_ID_LENGTH
 from tests.testapp.factories import make_user

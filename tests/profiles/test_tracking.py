@@ -15,13 +15,9 @@ from django.test.utils import isolate_apps
 from django_suprsend import paused
 from django_suprsend.exceptions import SuprsendDistinctIdChanged
 from django_suprsend.models import OutboxEntry
-from django_suprsend.profiles.mixin import (
-    SNAPSHOT_KEY,
-    SuprsendProfileMixin,
-    mapping_for,
-    read_tracked,
-    remember,
-)
+from django_suprsend.profiles.mapping import mapping_for
+from django_suprsend.profiles.mixin import SuprsendProfileMixin
+from django_suprsend.profiles.snapshot import SNAPSHOT_KEY, read_tracked, remember
 from django_suprsend.profiles.tracking import connect, diff_change, queueing
 from tests.testapp.factories import (
     USER_DEFAULTS,

@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django_suprsend import queue_operations
 from django_suprsend.delivery.flush import flush
 from django_suprsend.models import OutboxEntry, SyncState, SyncStatus
-from django_suprsend.profiles.mixin import mapping_for
+from django_suprsend.profiles.mapping import mapping_for
 from django_suprsend.profiles.tracking import paused
 from django_suprsend.wire.operations import MAX_RECORD_BYTES, ProfileEdit, build_record, record_size
 from django_suprsend.wire.splitting import part_insert_id, split_record
