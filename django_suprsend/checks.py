@@ -24,11 +24,11 @@ from __future__ import annotations
 import difflib
 import os
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from celery import Celery, _state
-from django.apps import AppConfig, apps
+from django.apps import AppConfig
 from django.conf import settings as django_settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import models
@@ -36,7 +36,7 @@ from django.db import models
 from django_suprsend.conf import suprsend_settings
 from django_suprsend.delivery.beat import SWEEP_TASK, configured_schedules, runs_sweep
 from django_suprsend.exceptions import SuprsendConfigurationError
-from django_suprsend.profiles.mapping import mapping_problems, source_field
+from django_suprsend.profiles.mapping import mapping_problems, profile_models, source_field
 from django_suprsend.profiles.mixin import SuprsendProfileMixin
 from django_suprsend.wire.client import MIN_CREDENTIAL_LENGTH
 
@@ -136,16 +136,6 @@ def _missing_credentials(settings: dict[str, Any]) -> str:
     if settings["WORKSPACE_KEY"]:
         return "WORKSPACE_SECRET or API_KEY (the workspace key is set, but nothing to sign with)"
     return "credentials (neither WORKSPACE_KEY nor WORKSPACE_SECRET / API_KEY is set)"
-
-
-def profile_models(app_configs: Sequence[AppConfig] | None = None) -> list[type[models.Model]]:
-    """The installed models (of ``app_configs``, when given) that use the mixin."""
-    candidates: Iterable[type[models.Model]] = (
-        apps.get_models()
-        if app_configs is None
-        else (model for config in app_configs for model in config.get_models())
-    )
-    return [model for model in candidates if issubclass(model, SuprsendProfileMixin)]
 
 
 #: The class attributes of the mixin's API: where a profile's parts come from.

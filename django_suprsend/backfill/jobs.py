@@ -3,7 +3,7 @@
 The selection is cut into N ranges of primary keys of about the same number
 of rows; each range is a part (a :class:`~django_suprsend.models.BackfillCheckpoint`
 whose ``parent`` is the run) with its own position, sent by a forked process
-with :func:`django_suprsend.backfill.run.send_range` (the pipeline of a
+with :func:`django_suprsend.backfill.pipeline.send_range` (the pipeline of a
 single-process run) over its own database connection and HTTP connections.
 A killed run resumes each unfinished part after its own last batch, whatever
 ``--jobs`` says then: the split belongs to the run. Parts share the run's
@@ -25,7 +25,8 @@ from typing import Any
 
 from django.db import connections, models
 
-from django_suprsend.backfill import run as backfill
+from django_suprsend.backfill.options import BackfillFailed, Done, Options, Stats
+from django_suprsend.backfill.pipeline import finish, send_range
 from django_suprsend.models import BackfillCheckpoint
 
 __all__ = ["send_in_parts", "split_points", "unfinished_parts"]
@@ -82,9 +83,9 @@ def send_in_parts(
     model: type[models.Model],
     qs: models.QuerySet,
     checkpoint: BackfillCheckpoint,
-    options: backfill.Options,
-    stats: backfill.Stats,
-    done: backfill.Done,
+    options: Options,
+    stats: Stats,
+    done: Done,
 ) -> None:
     """Send the run's parts, ``options.jobs`` processes at a time; then sum them on the run."""
     using = options.database
@@ -117,8 +118,8 @@ class _Processes:
         self,
         model: type[models.Model],
         qs: models.QuerySet,
-        options: backfill.Options,
-        done: backfill.Done,
+        options: Options,
+        done: Done,
     ) -> None:
         self.model = model
         self.qs = qs
@@ -161,14 +162,14 @@ class _Processes:
         elif kind == "done":
             self.running.pop(part_pk).join()
         else:
-            raise backfill.BackfillFailed(
+            raise BackfillFailed(
                 f"a backfill process failed ({payload}); run the same command again to resume."
             )
 
     def _check_alive(self) -> None:
         for process in self.running.values():
             if process.exitcode not in (None, 0):
-                raise backfill.BackfillFailed(
+                raise BackfillFailed(
                     f"backfill process {process.name} exited with {process.exitcode};"
                     " run the same command again to resume."
                 )
@@ -189,7 +190,7 @@ def _send_part(
     model: type[models.Model],
     qs: models.QuerySet,
     part: BackfillCheckpoint,
-    options: backfill.Options,
+    options: Options,
     messages: Any,
 ) -> None:
     """A forked process: send one part, reporting each batch to the parent."""
@@ -201,8 +202,8 @@ def _send_part(
     try:
         if part.upper_pk:
             qs = qs.filter(pk__lte=model._meta.pk.to_python(part.upper_pk))
-        backfill.send_range(model, qs, part, options, None, lambda *batch: post("batch", batch))
-        backfill.finish(part, options.database)
+        send_range(model, qs, part, options, None, lambda *batch: post("batch", batch))
+        finish(part, options.database)
         post("done", None)
     except BaseException as exc:  # reported to the parent, which stops the run
         failed = True

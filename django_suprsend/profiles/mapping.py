@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from typing import Any, NamedTuple
 
+from django.apps import AppConfig, apps
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 
@@ -269,3 +270,13 @@ def mapping_for(model: type[models.Model]) -> ProfileMapping:
             issubclass(parent, ProfileModel) for parent in concrete._meta.get_parent_list()
         ),
     )
+
+
+def profile_models(app_configs: Sequence[AppConfig] | None = None) -> list[type[models.Model]]:
+    """The installed models (of ``app_configs``, when given) that use the mixin."""
+    candidates: Iterable[type[models.Model]] = (
+        apps.get_models()
+        if app_configs is None
+        else (model for config in app_configs for model in config.get_models())
+    )
+    return [model for model in candidates if issubclass(model, ProfileModel)]

@@ -13,7 +13,9 @@ from django.db import connection
 from django.db.backends.signals import connection_created
 from django.utils import timezone
 
-from django_suprsend.backfill import run as backfill
+from django_suprsend import backfill
+from django_suprsend.backfill import pipeline
+from django_suprsend.backfill import rows as rows_module
 from django_suprsend.delivery import outage
 from django_suprsend.models import BackfillCheckpoint, OutboxEntry, SyncState, SyncStatus
 from django_suprsend.profiles.api import paused
@@ -399,14 +401,14 @@ def test_a_value_too_big_for_any_record_is_refused_alone_and_a_dry_run_reports_i
 def test_rows_read_by_the_backfill_carry_no_change_snapshot(hub):
     users(2)
     loaded = []
-    original = backfill._prepare
+    original = rows_module._prepare
 
     def spy(rows, *args):
         loaded.extend(rows)
         return original(rows, *args)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(backfill, "_prepare", spy)
+        patch.setattr(rows_module, "_prepare", spy)
         backfill_cmd()
 
     assert len(loaded) == 2
@@ -460,7 +462,7 @@ def test_a_send_that_raises_stops_the_run_before_the_next_batch(hub, monkeypatch
 @pytest.mark.django_db(transaction=True)
 def test_a_recording_that_raises_stops_the_run_and_resends_under_the_same_ids(hub, monkeypatch):
     rows = users(9)
-    original = backfill.record_synced
+    original = pipeline.record_synced
     calls = []
 
     def broken_second(profiles, *, using):
@@ -469,10 +471,10 @@ def test_a_recording_that_raises_stops_the_run_and_resends_under_the_same_ids(hu
             raise RuntimeError("database went away")
         original(profiles, using=using)
 
-    monkeypatch.setattr(backfill, "record_synced", broken_second)
+    monkeypatch.setattr(pipeline, "record_synced", broken_second)
     with pytest.raises(RuntimeError, match="went away"):
         backfill_cmd("--batch-size", "3")
-    monkeypatch.setattr(backfill, "record_synced", original)
+    monkeypatch.setattr(pipeline, "record_synced", original)
 
     checkpoint = BackfillCheckpoint.objects.get()
     assert (checkpoint.last_pk, checkpoint.sent) == (str(rows[2].pk), 3)

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from django.core.management.base import CommandError
 
+from django_suprsend import backfill
 from django_suprsend.backfill import jobs as backfill_jobs
-from django_suprsend.backfill import run as backfill
 from django_suprsend.models import BackfillCheckpoint, SyncState, SyncStatus
 from django_suprsend.testing import HubEmulator
 from django_suprsend.wire.client import SuprsendClient

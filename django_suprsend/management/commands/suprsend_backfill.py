@@ -16,7 +16,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS
 from django.utils.translation import ngettext
 
-from django_suprsend.backfill import run as backfill
+from django_suprsend import backfill
 from django_suprsend.delivery import outage
 
 FAILED = 2
