@@ -38,7 +38,7 @@ from django_suprsend.delivery.beat import SWEEP_TASK, configured_schedules, runs
 from django_suprsend.exceptions import SuprsendConfigurationError
 from django_suprsend.profiles.mapping import mapping_problems, profile_models, source_field
 from django_suprsend.profiles.mixin import SuprsendProfileMixin
-from django_suprsend.wire.client import MIN_CREDENTIAL_LENGTH
+from django_suprsend.wire.config import MIN_CREDENTIAL_LENGTH
 
 __all__ = [
     "check_celery_app",

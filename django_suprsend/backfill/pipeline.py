@@ -38,8 +38,9 @@ from django_suprsend.delivery.sync_state import (
 )
 from django_suprsend.exceptions import error_dict
 from django_suprsend.models import BackfillCheckpoint, SyncStatus
+from django_suprsend.wire.answers import AUTH_ERRORS
 from django_suprsend.wire.bulk import BulkResponse
-from django_suprsend.wire.client import AUTH_ERRORS, SuprsendClient
+from django_suprsend.wire.client import SuprsendClient
 
 _In = TypeVar("_In")
 

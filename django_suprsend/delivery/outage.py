@@ -27,7 +27,7 @@ from django.utils.timesince import timesince
 
 from django_suprsend.conf import suprsend_settings
 from django_suprsend.models import CredentialsOutage, OutboxEntry
-from django_suprsend.wire.client import AUTH_ERRORS
+from django_suprsend.wire.answers import AUTH_ERRORS
 
 logger = logging.getLogger("django_suprsend.delivery.outage")
 

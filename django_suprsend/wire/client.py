@@ -11,91 +11,52 @@ exception messages or ``failed_records``.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import platform
-import re
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
-from functools import cache
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 
-from django_suprsend import __version__
 from django_suprsend.exceptions import (
-    SuprsendAPIError,
-    SuprsendAuthenticationError,
-    SuprsendConfigurationError,
-    SuprsendNotFound,
     SuprsendTransportError,
     SuprsendValidationError,
 )
 from django_suprsend.wire import signing
-from django_suprsend.wire.bulk import NOT_SENT_CODE, BulkResponse, Chunk, Record, chunk_records
+from django_suprsend.wire.answers import (
+    _decode,
+    _error_class,
+    _retry_after,
+)
+from django_suprsend.wire.bulk import NOT_SENT_CODE, BulkResponse, Record, chunk_records
+from django_suprsend.wire.bulk_send import _BulkSender, _send_ahead
+from django_suprsend.wire.config import (
+    DEFAULT_BASE_URL,
+    _auth_mode,
+    _normalise_base_url,
+    _positive,
+    _require_workspace_key,
+    _Secret,
+    default_client_user_agent,
+    default_user_agent,
+)
 from django_suprsend.wire.operations import ProfileEdit, dumps
 from django_suprsend.wire.operations import build_record as _build_record
-from django_suprsend.wire.retry import RetryPolicy, is_retryable_status, parse_retry_after
+from django_suprsend.wire.retry import RetryPolicy, is_retryable_status
 
 logger = logging.getLogger("django_suprsend.wire.client")
 
-DEFAULT_BASE_URL = "https://hub.suprsend.com/"
-AUTH_ERRORS = (401, 403)
 _TRANSIENT_ERRORS = (
     requests.ConnectionError,
     requests.Timeout,
     requests.exceptions.ChunkedEncodingError,
 )
-_MASK = "********"
-# No real workspace secret or API key is this short: a shorter one is masked only where it
-# stands as a whole token, never as a bare substring of other words (a secret "s" would
-# otherwise mask every letter s of a log line). checks.W004 warns about such a credential.
-MIN_CREDENTIAL_LENGTH = 12
 # The request went out and no answer came back: it may have been applied.
 _UNSAFE_TO_REPEAT = ("ReadTimeout", "ChunkedEncodingError")
-
-
-class _Secret:
-    """A credential that does not show itself in ``repr``, ``str`` or ``vars()``."""
-
-    __slots__ = ("_token", "_value")
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-        self._token = (
-            None
-            if len(value) >= MIN_CREDENTIAL_LENGTH
-            else re.compile(rf"(?<![\w.~+/=-]){re.escape(value)}(?![\w.~+/=-])")
-        )
-
-    def reveal(self) -> str:
-        return self._value
-
-    def scrub(self, text: str) -> str:
-        """``text`` with the secret masked wherever it stands in it.
-
-        A credential of a real length is masked wherever it occurs; a shorter one only
-        where it is a whole token (delimited as a header value, a JSON string or a word).
-        """
-        if not self._value or self._value not in text:
-            return text
-        if self._token is None:
-            return text.replace(self._value, _MASK)
-        return self._token.sub(_MASK, text)
-
-    def __repr__(self) -> str:
-        return repr(_MASK)
-
-    __str__ = __repr__
-
-    def __reduce__(self) -> Any:
-        raise TypeError("credentials cannot be pickled")
 
 
 class SuprsendClient:
@@ -417,167 +378,7 @@ class SuprsendClient:
         raise error(status, self._error_text(response), method=method, path=self._base_path + path)
 
 
-class _BulkSender:
-    """Sends the chunks of one :meth:`SuprsendClient.send_records` call, in order."""
-
-    def __init__(self, client: SuprsendClient) -> None:
-        self.client = client
-        self.single_attempt = replace(client.retry, max_attempts=1)
-        self.degraded = False
-        self.refused: tuple[str, int] | None = None  # the error and status of a 401/403
-
-    def send(self, chunk: Chunk) -> BulkResponse:
-        if self.refused is not None:
-            return BulkResponse.failed(chunk.records, *self.refused)
-        policy = self.single_attempt if self.degraded else None
-        try:
-            response = self.client._send("POST", "event/", chunk.body(), policy)
-        except SuprsendTransportError as exc:
-            self.degraded = True
-            return BulkResponse.failed(
-                chunk.records, str(exc), NOT_SENT_CODE, retryable=True, unsent=True
-            )
-        return self._outcome(chunk, response)
-
-    def _outcome(self, chunk: Chunk, response: requests.Response) -> BulkResponse:
-        status = response.status_code
-        if 200 <= status < 300:
-            foreign = _foreign_answer(response)
-            if foreign is None:
-                self.degraded = False
-                return BulkResponse.delivered(chunk.records)
-            # Not the hub's answer (a proxy's or captive portal's page): nothing says the
-            # records were applied, so they go again later under the same $insert_ids.
-            self.degraded = True
-            return BulkResponse.failed(
-                chunk.records, self.client._secret.scrub(foreign), status, retryable=True
-            )
-        text = self.client._error_text(response)
-        if status in AUTH_ERRORS:
-            path = self.client._base_path + "event/"
-            error = str(SuprsendAuthenticationError(status, text, method="POST", path=path))
-            self.refused = (error, status)
-            return BulkResponse.failed(chunk.records, *self.refused)
-        if is_retryable_status(status):
-            self.degraded = True
-            outcome = BulkResponse.failed(chunk.records, text, status, retryable=True)
-            outcome.retry_after = _retry_after(response)
-            return outcome
-        if len(chunk) == 1:
-            return BulkResponse.failed(chunk.records, text, status)
-        return self._bisect(chunk, status)
-
-    def _bisect(self, chunk: Chunk, status: int) -> BulkResponse:
-        logger.info(
-            "SuprSend POST event/: HTTP %d for %d records; splitting to find the ones at fault",
-            status,
-            len(chunk),
-        )
-        left, right = chunk.split()
-        outcome = self.send(left)
-        outcome.merge(self.send(right))
-        return outcome
-
-
-def _send_ahead(
-    send: Callable[[Chunk], BulkResponse], chunks: Iterator[Chunk]
-) -> Iterator[BulkResponse]:
-    """``send(chunk)`` for each chunk, in order, while the next chunk is being prepared.
-
-    One worker thread sends; this thread produces the chunks, so that
-    serialisation overlaps the round trip to the hub. At most one chunk
-    waits while another is in flight.
-    """
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="suprsend-send")
-    try:
-        in_flight: Future[BulkResponse] | None = None
-        for chunk in chunks:
-            queued = pool.submit(send, chunk)
-            if in_flight is not None:
-                yield in_flight.result()
-            in_flight = queued
-        if in_flight is not None:
-            yield in_flight.result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
 # -- helpers -----------------------------------------------------------------
-
-
-@cache
-def _platform() -> tuple[str, str, str]:
-    """Python version, OS name and OS release, as the SDK reports them."""
-    try:
-        uname = platform.uname()
-        system, release = (uname.system or "").lower(), (uname.release or "").lower()
-    except Exception:  # pragma: no cover - platform lookups are best effort
-        system, release = "(disabled)", "(disabled)"
-    return platform.python_version(), system, release
-
-
-def default_user_agent() -> str:
-    """``django-suprsend/<version> (python/<x.y.z>; <os>)``."""
-    python, system, _ = _platform()
-    return f"django-suprsend/{__version__} (python/{python}; {system})"
-
-
-def default_client_user_agent() -> str:
-    """The JSON ``X-Suprsend-Client-User-Agent``, shaped like the SDK's, naming this package."""
-    python, system, release = _platform()
-    return json.dumps(
-        {
-            "sdk": "django-suprsend",
-            "sdk_version": __version__,
-            "lang": "python",
-            "lang_version": python,
-            "platform": "server",
-            "os": system,
-            "os_version": release,
-            "app_info": None,
-        }
-    )
-
-
-def _require_workspace_key(workspace_key: str) -> str:
-    if not isinstance(workspace_key, str) or not workspace_key.strip():
-        raise SuprsendConfigurationError(
-            "SuprsendClient needs the workspace key (HMAC mode) or the workspace UID "
-            "(API key mode) as its first argument; set SUPRSEND WORKSPACE_KEY."
-        )
-    return workspace_key.strip()
-
-
-def _auth_mode(workspace_secret: str | None, api_key: str | None) -> tuple[str, str]:
-    if workspace_secret and api_key:
-        raise SuprsendConfigurationError(
-            "Give SuprsendClient either workspace_secret (HMAC signing) or api_key "
-            "(Bearer token), not both."
-        )
-    if workspace_secret:
-        return "hmac", workspace_secret
-    if api_key:
-        return "bearer", api_key
-    raise SuprsendConfigurationError(
-        "SuprsendClient has no credentials: pass workspace_secret (with the workspace key) "
-        "or api_key (with the workspace UID); set SUPRSEND WORKSPACE_SECRET or API_KEY."
-    )
-
-
-def _normalise_base_url(base_url: str) -> str:
-    url = (base_url or "").strip() or DEFAULT_BASE_URL
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-        raise SuprsendConfigurationError(
-            f"base_url must be an http(s) URL without query or fragment, got {base_url!r}"
-        )
-    return url if url.endswith("/") else url + "/"
-
-
-def _positive(value: float, name: str) -> float:
-    if not isinstance(value, (int, float)) or not value > 0:
-        raise SuprsendConfigurationError(f"{name} must be a number of seconds > 0, got {value!r}")
-    return value
 
 
 #: Clients with a pool of their own, which a forked child must not share with its parent.
@@ -623,49 +424,3 @@ def _quote_id(value: str, field: str) -> str:
 
 def _user_path(distinct_id: str) -> str:
     return f"v1/user/{_quote_id(distinct_id, 'distinct_id')}/"
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    return parse_retry_after(response.headers.get("Retry-After"))
-
-
-def _error_class(status: int) -> type[SuprsendAPIError]:
-    if status in AUTH_ERRORS:
-        return SuprsendAuthenticationError
-    if status == 404:
-        return SuprsendNotFound
-    return SuprsendAPIError
-
-
-_FOREIGN_PREVIEW = 200  # characters of a foreign answer kept in the error
-
-
-def _foreign_answer(response: requests.Response) -> str | None:
-    """Why a 2xx answer is not the hub's (its JSON object), or None when it is."""
-    try:
-        answer = response.json()
-    except ValueError:
-        answer = None
-    if isinstance(answer, dict):
-        return None
-    preview = response.text[:_FOREIGN_PREVIEW]
-    return (
-        f"HTTP {response.status_code} whose body is not the hub's JSON answer (a proxy or "
-        f"captive portal in the way?), so the records may not have been applied; it began "
-        f"{preview!r}"
-    )
-
-
-def _decode(response: requests.Response, method: str, request_uri: str) -> Any:
-    """The JSON of a 2xx answer; ``{}`` when it is empty."""
-    if not response.content:
-        return {}
-    try:
-        return response.json()
-    except ValueError:
-        raise SuprsendAPIError(
-            response.status_code,
-            f"answer is not JSON: {response.text[:200]}",
-            method=method,
-            path=request_uri,
-        ) from None
