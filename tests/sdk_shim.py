@@ -14,7 +14,8 @@ from typing import Any
 from urllib.parse import quote
 
 from django_suprsend.exceptions import SuprsendValidationError
-from django_suprsend.wire.operations import ProfileEdit, check_record_size, dumps, iter_chunks
+from django_suprsend.wire.operations import ProfileEdit
+from django_suprsend.wire.records import check_record_size, dumps, iter_chunks
 from tests.vectors import CREDENTIALS, FIXED_TIME_MS, SDK_USER_AGENT, fixed_insert_id
 
 APP_INFO_USER_AGENT = f"{SDK_USER_AGENT} (example-app/1.2.3)"

@@ -26,7 +26,8 @@ from django_suprsend.exceptions import error_dict
 from django_suprsend.profiles.builder import distinct_id_of
 from django_suprsend.profiles.refusal import refusal
 from django_suprsend.wire.client import SuprsendClient
-from django_suprsend.wire.operations import CHANNEL_KEYS, build_record, insert_id_namer
+from django_suprsend.wire.operations import CHANNEL_KEYS
+from django_suprsend.wire.records import build_record, insert_id_namer
 from django_suprsend.wire.splitting import split_record
 
 #: The namespace of the backfill's ``$insert_id`` (uuid5 of ``f"{run_id}:{distinct_id}"``).

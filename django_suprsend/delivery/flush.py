@@ -29,7 +29,7 @@ from django_suprsend.models import OutboxEntry, SyncStatus
 from django_suprsend.wire.answers import AUTH_ERRORS
 from django_suprsend.wire.bulk import NO_ANSWER, BulkResponse
 from django_suprsend.wire.client import SuprsendClient
-from django_suprsend.wire.operations import MAX_RECORD_BYTES, build_record, record_size
+from django_suprsend.wire.records import MAX_RECORD_BYTES, build_record, record_size
 from django_suprsend.wire.retry import is_retryable_status
 
 logger = logging.getLogger("django_suprsend.delivery.flush")

@@ -3,7 +3,7 @@
 Chunking follows the official SDK exactly: a record is serialised once
 (``json.dumps(..., ensure_ascii=False)``), its UTF-8 length is its size, a
 record over ``MAX_RECORD_BYTES`` is never sent, and records are grouped by
-:func:`django_suprsend.wire.operations.iter_chunks` (at most 400 records and
+:func:`django_suprsend.wire.records.iter_chunks` (at most 400 records and
 819,200 bytes, counted as the sum of the records' sizes, per request).
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django_suprsend.exceptions import SuprsendValidationError
-from django_suprsend.wire.operations import MAX_RECORD_BYTES, dumps, iter_chunks, utf8_size
+from django_suprsend.wire.records import MAX_RECORD_BYTES, dumps, iter_chunks, utf8_size
 from django_suprsend.wire.splitting import split_record
 
 Record = dict[str, Any]

@@ -44,8 +44,9 @@ from django_suprsend.wire.config import (
     default_client_user_agent,
     default_user_agent,
 )
-from django_suprsend.wire.operations import ProfileEdit, dumps
-from django_suprsend.wire.operations import build_record as _build_record
+from django_suprsend.wire.operations import ProfileEdit
+from django_suprsend.wire.records import build_record as _build_record
+from django_suprsend.wire.records import dumps
 from django_suprsend.wire.retry import RetryPolicy, is_retryable_status
 
 logger = logging.getLogger("django_suprsend.wire.client")

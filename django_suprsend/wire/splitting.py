@@ -20,13 +20,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from django_suprsend.exceptions import SuprsendValidationError
-from django_suprsend.wire.operations import (
-    CHANNEL_KEYS,
-    MAX_RECORD_BYTES,
-    dumps,
-    record_size,
-    utf8_size,
-)
+from django_suprsend.wire.operations import CHANNEL_KEYS
+from django_suprsend.wire.records import MAX_RECORD_BYTES, dumps, record_size, utf8_size
 
 __all__ = ["oversize_value", "part_insert_id", "split_record"]
 

@@ -8,7 +8,7 @@ from datetime import datetime
 import pytest
 
 from django_suprsend.wire.bulk import BulkResponse, Chunk, chunk_records
-from django_suprsend.wire.operations import MAX_RECORD_BYTES, dumps
+from django_suprsend.wire.records import MAX_RECORD_BYTES, dumps
 
 
 def rec(n: int, **extra) -> dict:

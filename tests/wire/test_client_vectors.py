@@ -17,7 +17,8 @@ import pytest
 
 from django_suprsend.wire.bulk import BulkResponse
 from django_suprsend.wire.client import SuprsendClient
-from django_suprsend.wire.operations import ProfileEdit, dumps
+from django_suprsend.wire.operations import ProfileEdit
+from django_suprsend.wire.records import dumps
 from tests.capture import Recorded, RecordingServer, sdk_headers, user_of, vector_client
 from tests.local import closed_port_url
 from tests.vectors import FIXED_TIME_MS, cases, fixed_insert_id

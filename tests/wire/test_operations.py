@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from django_suprsend.exceptions import SuprsendValidationError
-from django_suprsend.wire import operations
-from django_suprsend.wire.operations import (
+from django_suprsend.wire import operations, records
+from django_suprsend.wire.operations import ProfileEdit
+from django_suprsend.wire.records import (
     MAX_RECORD_BYTES,
     MAX_RECORDS_PER_REQUEST,
     MAX_REQUEST_BYTES,
-    ProfileEdit,
     build_record,
     check_record_size,
     dumps,
@@ -45,7 +45,7 @@ def test_constants() -> None:
     )
     assert operations.ANDROID_PUSH_PROVIDERS == ("fcm", "xiaomi", "oppo")
     assert (MAX_RECORD_BYTES, MAX_RECORDS_PER_REQUEST, MAX_REQUEST_BYTES) == (10_240, 400, 819_200)
-    assert operations.SCHEMA_VERSION == "2"
+    assert records.SCHEMA_VERSION == "2"
 
 
 @pytest.mark.parametrize(
@@ -129,7 +129,7 @@ def test_build_record_without_tenant(tenant_id: str | None) -> None:
 
 
 def test_build_record_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(operations.time, "time", lambda: 1705314600.5)
+    monkeypatch.setattr(records.time, "time", lambda: 1705314600.5)
     record = build_record("u1", [], env="ws", sdk_version="ua")
     assert record["$time"] == 1705314600500
     assert uuid.UUID(record["$insert_id"]).version == 4
@@ -467,12 +467,12 @@ def test_dumps_matches_json_dumps_and_still_reports_cycles():
 def test_name_insert_id_is_uuid5() -> None:
     namespace = uuid.UUID("8f3c4f52-6a0e-4b0c-9a55-5b1f2b7d0c11")
     for name in ["", "run:1", "0f3e:user@example.com", "run:é☃", "x" * 300]:
-        assert operations.name_insert_id(namespace, name) == str(uuid.uuid5(namespace, name))
+        assert records.name_insert_id(namespace, name) == str(uuid.uuid5(namespace, name))
 
 
 def test_an_insert_id_namer_names_as_uuid5_of_prefix_and_name() -> None:
     namespace = uuid.UUID("8f3c4f52-6a0e-4b0c-9a55-5b1f2b7d0c11")
-    name = operations.insert_id_namer(namespace, "run-é:")
+    name = records.insert_id_namer(namespace, "run-é:")
     for distinct_id in ["1", "user@example.com", "☃", ""]:
         assert name(distinct_id) == str(uuid.uuid5(namespace, f"run-é:{distinct_id}"))
 

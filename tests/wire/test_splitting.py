@@ -14,7 +14,8 @@ from django_suprsend.delivery.flush import flush
 from django_suprsend.models import OutboxEntry, SyncState, SyncStatus
 from django_suprsend.profiles.mapping import mapping_for
 from django_suprsend.profiles.tracking import paused
-from django_suprsend.wire.operations import MAX_RECORD_BYTES, ProfileEdit, build_record, record_size
+from django_suprsend.wire.operations import ProfileEdit
+from django_suprsend.wire.records import MAX_RECORD_BYTES, build_record, record_size
 from django_suprsend.wire.splitting import part_insert_id, split_record
 from tests.testapp.factories import make_user
 from tests.testapp.models import User

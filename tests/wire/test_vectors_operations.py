@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from django_suprsend.exceptions import SuprsendValidationError
-from django_suprsend.wire.operations import MAX_RECORD_BYTES, check_record_size, dumps, record_size
+from django_suprsend.wire.records import MAX_RECORD_BYTES, check_record_size, dumps, record_size
 from tests.sdk_shim import Recorder, ShimClient, namespace
 from tests.vectors import CREDENTIALS, cases, load
 
