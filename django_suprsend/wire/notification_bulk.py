@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django_suprsend.exceptions import SuprsendTransportError, SuprsendValidationError
 from django_suprsend.wire.attachments import MAX_BODY_BYTES
@@ -181,10 +181,14 @@ def event_for(
 
 
 def _keyed(records: Keyed) -> list[tuple[Hashable, Record]]:
-    return [
-        item if isinstance(item, tuple) and len(item) == 2 else (index, item)
-        for index, item in enumerate(records)
-    ]
+    """``(key, record)`` for each item: its own key, or its position."""
+    out: list[tuple[Hashable, Record]] = []
+    for index, item in enumerate(records):
+        if isinstance(item, tuple) and len(item) == 2:
+            out.append((item[0], item[1]))
+        else:
+            out.append((index, cast("Record", item)))
+    return out
 
 
 def _result(key: Hashable, status: str, error: str | None, code: int | None) -> NotificationResult:
