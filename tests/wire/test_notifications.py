@@ -481,3 +481,24 @@ def test_keys_map_results_back_and_empty_sends_nothing(server):
     assert response["entry-2"].message_id == "m1-2"
     with pytest.raises(KeyError):
         response["entry-9"]
+
+
+def test_a_stored_record_sends_the_same_bytes_again(server):
+    record = wf(7)
+    stored = json.loads(dumps(record))  # as an outbox row keeps it (JSON keeps key order)
+    with make_client(server.url) as client:
+        client.trigger_workflows([record])
+        client.trigger_workflows([stored])
+    first, second = server.requests
+    assert first.body == second.body
+
+
+def test_a_stored_attachment_is_checked_when_built_in(tmp_path):
+    attachment = json.loads(json.dumps(attachment_from_bytes(b"abc", "a.txt")))
+    body = {"workflow": "w", "recipients": ["u"]}
+    assert build_workflow_trigger(body, attachments=[attachment])["data"]["$attachments"] == [
+        attachment
+    ]
+    for broken in ({**attachment, "data": "not base64!"}, {"filename": "a.txt"}):
+        with pytest.raises(SuprsendValidationError):
+            build_workflow_trigger(body, attachments=[broken])
