@@ -26,6 +26,7 @@ from django_suprsend.exceptions import (
     SuprsendTransportError,
     SuprsendValidationError,
 )
+from django_suprsend.wire import notification_bulk as nb
 from django_suprsend.wire import signing
 from django_suprsend.wire.answers import (
     _decode,
@@ -214,6 +215,35 @@ class SuprsendClient:
         # Like the SDK: records that could not be sent come first.
         not_sent.merge(sent)
         return not_sent
+
+    # -- notifications (django_suprsend.wire.notification_bulk) -----------------
+    def build_event(self, distinct_id: str, event: str, props: Any = None, **kw: Any) -> Record:
+        """An event record for this workspace and user agent (see ``events.build_event``)."""
+        return nb.event_for(self, distinct_id, event, props, **kw)
+
+    def trigger_workflows(self, records: nb.Keyed) -> nb.NotificationResponse:
+        """Workflow triggers in bulk (``POST trigger/``, arrays of at most 100)."""
+        return nb.send(self, nb.WORKFLOWS, records)
+
+    def send_events(self, records: nb.Keyed) -> nb.NotificationResponse:
+        """Events in bulk (``POST v2/bulk/event/``, arrays of at most 100)."""
+        return nb.send(self, nb.EVENTS, records)
+
+    def trigger_legacy_workflows(self, records: nb.Keyed) -> nb.NotificationResponse:
+        """Legacy workflows (``POST {workspace_key}/trigger/``, arrays of at most 100)."""
+        return nb.send(self, nb.LEGACY_WORKFLOWS, records)
+
+    def trigger_workflow(self, record: Record) -> nb.NotificationResponse:
+        """One workflow trigger, as a single object (``POST trigger/``)."""
+        return nb.send(self, nb.WORKFLOW, [record])
+
+    def track_event(self, record: Record) -> nb.NotificationResponse:
+        """One event, as a single object (``POST v2/event/``)."""
+        return nb.send(self, nb.EVENT, [record])
+
+    def trigger_legacy_workflow(self, record: Record) -> nb.NotificationResponse:
+        """One legacy workflow, as a single object (``POST {workspace_key}/trigger/``)."""
+        return nb.send(self, nb.LEGACY_WORKFLOW, [record])
 
     # -- users -------------------------------------------------------------
 

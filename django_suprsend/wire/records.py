@@ -145,27 +145,31 @@ def build_record(
     return record
 
 
-def iter_chunks(items: Iterable[tuple[dict, str]]) -> Iterator[list[tuple[dict, str]]]:
+def iter_chunks(
+    items: Iterable[tuple[dict, str]],
+    *,
+    max_records: int = MAX_RECORDS_PER_REQUEST,
+    max_bytes: int = MAX_REQUEST_BYTES,
+    max_record_bytes: int = MAX_RECORD_BYTES,
+    allowance: int = 0,
+) -> Iterator[list[tuple[dict, str]]]:
     """Group ``(record, dumps(record))`` pairs into requests as the SDK does.
 
-    Before a record is added, the chunk is closed if it already holds
-    :data:`MAX_RECORDS_PER_REQUEST` records or :data:`MAX_REQUEST_BYTES`, or
-    if the record would take it over :data:`MAX_REQUEST_BYTES` (the sum of the
-    records' own sizes). A record over :data:`MAX_RECORD_BYTES` raises: drop
-    those first with :func:`check_record_size`. The body of a chunk is
-    ``"[" + ", ".join(texts) + "]"``.
+    A record's size is its JSON's UTF-8 length plus ``allowance`` (the SDK
+    counts 200 more for a workflow trigger). Before a record is added, the
+    chunk is closed if it already holds ``max_records`` records or
+    ``max_bytes``, or if the record would take it over ``max_bytes`` (the sum
+    of the records' sizes). A record over ``max_record_bytes`` raises: drop
+    those first with :func:`check_record_size`. The defaults are the limits
+    of profile edits. The body of a chunk is ``"[" + ", ".join(texts) + "]"``.
     """
     chunk: list[tuple[dict, str]] = []
     total = 0
     for item in items:
-        size = utf8_size(item[1])
-        if size > MAX_RECORD_BYTES:
+        size = utf8_size(item[1]) + allowance
+        if size > max_record_bytes:
             raise _too_big(item[0].get("distinct_id"), size)
-        if chunk and (
-            len(chunk) >= MAX_RECORDS_PER_REQUEST
-            or total >= MAX_REQUEST_BYTES
-            or total + size > MAX_REQUEST_BYTES
-        ):
+        if chunk and (len(chunk) >= max_records or total >= max_bytes or total + size > max_bytes):
             yield chunk
             chunk, total = [], 0
         chunk.append(item)
