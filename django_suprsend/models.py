@@ -1,4 +1,4 @@
-"""The outbox of queued profile changes, and the sync state of each profile."""
+"""The outbox of queued profile changes and notifications, and the sync state of each profile."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ class OutboxEntry(models.Model):
     class Kind(models.TextChoices):
         EDIT = "edit", _("edit")
         DELETE = "delete", _("delete user")
+        WORKFLOW = "workflow", _("workflow trigger")
+        EVENT = "event", _("event")
 
     class Status(models.TextChoices):
         PENDING = "pending", _("pending")
@@ -54,6 +56,15 @@ class OutboxEntry(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     last_error_code = models.IntegerField(null=True, blank=True)
+    # Notifications (kind workflow or event) only; a profile change leaves them empty.
+    #: The workflow's slug or the event's name.
+    name = models.CharField(max_length=255, blank=True)
+    #: What goes to the hub, built and checked when the notification was queued: the workflow
+    #: trigger's record, or the event's parts (its record is built by the worker).
+    payload = models.JSONField(null=True, blank=True)
+    idempotency_key = models.CharField(max_length=255, blank=True)
+    #: The hub's id of a sent notification.
+    message_id = models.CharField(max_length=255, blank=True)
 
     class Meta:
         verbose_name = _("outbox entry")
@@ -68,10 +79,67 @@ class OutboxEntry(models.Model):
             models.Index(
                 fields=["claimed_by"], name="suprsend_outbox_claim", condition=~Q(claimed_by="")
             ),
+            # The admin's notification list (newest first) and its search by key; profile
+            # changes stay out of both (partial indexes: PostgreSQL and SQLite).
+            models.Index(
+                fields=["kind", "id"],
+                name="suprsend_outbox_notification",
+                condition=Q(kind__in=["workflow", "event"]),
+            ),
+            models.Index(
+                fields=["idempotency_key"],
+                name="suprsend_outbox_idem_key",
+                condition=~Q(idempotency_key=""),
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.distinct_id} ({self.status})"
+
+
+class NotificationManager(models.Manager["Notification"]):
+    def get_queryset(self) -> models.QuerySet[Notification]:
+        return super().get_queryset().filter(kind__in=NOTIFICATION_KINDS)
+
+
+NOTIFICATION_KINDS = (OutboxEntry.Kind.WORKFLOW, OutboxEntry.Kind.EVENT)
+
+
+class Notification(OutboxEntry):
+    """The outbox entries that are notifications (workflow triggers and events).
+
+    A proxy: they share the outbox's table and id sequence with profile changes, so
+    "queued before" is one comparison of ids, whichever kind each entry is.
+    """
+
+    objects = NotificationManager()
+
+    class Meta:
+        proxy = True
+        verbose_name = _("notification")
+        verbose_name_plural = _("notifications")
+        ordering = ("-id",)
+        permissions = [("retry_notification", _("Can retry notifications"))]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.name} ({self.status})"
+
+    @property
+    def recipients(self) -> list[str]:
+        """The distinct_ids it is for: a workflow's recipients, or an event's user."""
+        return notification_recipients(self.kind, self.payload, self.distinct_id)
+
+
+def notification_recipients(kind: str, payload: object, distinct_id: str) -> list[str]:
+    """The distinct_ids a notification is for, read from its payload."""
+    if kind != OutboxEntry.Kind.WORKFLOW or not isinstance(payload, dict):
+        return [distinct_id] if distinct_id else []
+    ids: list[str] = []
+    for recipient in payload.get("recipients") or ():
+        value = recipient.get("distinct_id") if isinstance(recipient, dict) else recipient
+        if isinstance(value, str) and value and value not in ids:
+            ids.append(value)
+    return ids
 
 
 class SyncState(models.Model):
