@@ -17,10 +17,9 @@ import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from django_suprsend.testing.hub import RecordedRequest
+from django_suprsend.testing.recorded import RecordedRequest
 
 PROFILE_LIMIT = 500  # one page stays quick to render and to reload every few seconds
 REQUEST_LIMIT = 50
