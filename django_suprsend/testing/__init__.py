@@ -4,5 +4,6 @@ No Django here, so it can serve any client, in any test runner.
 """
 
 from django_suprsend.testing.hub import HubEmulator, RecordedRequest
+from django_suprsend.testing.notifications import Arrival, Notification
 
-__all__ = ["HubEmulator", "RecordedRequest"]
+__all__ = ["Arrival", "HubEmulator", "Notification", "RecordedRequest"]

@@ -11,9 +11,17 @@ not merely passing against a mock of itself::
 
 Endpoints (relative to ``url``): ``POST event/`` (one async-edit record or
 an array of them, 202), ``GET/PATCH/POST/DELETE v1/user/{id}/`` and
-``DELETE v1/bulk/user/``. Faults (``fail_next``, ``delay_next``,
-``drop_next``) queue up and each is used by one request, in order;
-``latency`` and ``reject_records`` rules stay until ``clear_faults()``.
+``DELETE v1/bulk/user/`` (``profile_endpoints``); ``POST trigger/``, legacy
+``POST {workspace}/trigger/``, ``POST v2/event/`` and ``POST v2/bulk/event/``
+(``notification_endpoints``: one object 202, an array 202 or 207 per record).
+Applied notifications are kept for tests, as ``mail.outbox`` keeps mail::
+
+    assert [n.workflow for n in hub.notifications("42")] == ["welcome"]
+    assert hub.arrivals("42") == [("profile", insert_id), ("workflow", "welcome")]
+
+Faults (``fail_next``, ``delay_next``, ``drop_next``) queue up and each is
+used by one request, in order; ``latency``, ``reject_records`` and
+``reject_notifications`` rules stay until ``clear_faults()``.
 
 With ``serve_page=True`` (the standalone CLI's default) it also serves a
 read-only page for people at ``/`` and ``_emulator/`` (JSON at
@@ -32,36 +40,33 @@ hundreds of megabytes that only the page's recent requests use.
 from __future__ import annotations
 
 import collections
-import json
 import threading
 import time
-import traceback
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from django_suprsend.testing import page
+from django_suprsend.testing import notification_endpoints
 from django_suprsend.testing.auth import Authenticator
 from django_suprsend.testing.faults import DROP, Delay, Fail, FaultQueue, RejectRule, pause
+from django_suprsend.testing.notifications import (
+    Arrival,
+    Kind,
+    Notification,
+    NotificationRule,
+    RecordMatch,
+)
+from django_suprsend.testing.page_view import PageView
 from django_suprsend.testing.profile_endpoints import ProfileEndpoints
 from django_suprsend.testing.recorded import RecordedRequest, release_body
-from django_suprsend.testing.records import HubError
-from django_suprsend.testing.responses import Response, Route, error_response, json_response
+from django_suprsend.testing.responses import Response
+from django_suprsend.testing.router import Router, local_path
 from django_suprsend.testing.server import Server
 from django_suprsend.testing.state import HubState
 
-__all__ = ["HubEmulator", "RecordedRequest"]
+__all__ = ["Arrival", "HubEmulator", "Notification", "RecordedRequest"]
 
 Record = dict[str, Any]
 Predicate = Callable[["HubEmulator"], bool]
-
-# The page's paths below path_prefix: HTML for people, JSON for scripts.
-_PAGE_PATHS = {"/": "html", "/_emulator/": "html", "/_emulator/state.json": "json"}
-# no script may run even if a value escaped escaping; never cached, so a reload is fresh
-_PAGE_HEADERS = (
-    ("Cache-Control", "no-store"),
-    ("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'"),
-    ("X-Content-Type-Options", "nosniff"),
-)
 
 
 def _count(count: int, noun: str) -> str:
@@ -106,7 +111,12 @@ class HubEmulator:
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
         # the page for people is not a route: see page(), which runs before logging
-        self._routes: tuple[Route, ...] = ProfileEndpoints(self._state).routes()
+        routes = (
+            *ProfileEndpoints(self._state).routes(),
+            *notification_endpoints.NotificationEndpoints(self._state).routes(),
+        )
+        self._router = Router(routes, self._auth)
+        self._page_view = PageView(self._state, self._describe)
 
     def __repr__(self) -> str:
         where = self.url if self._server else "stopped"
@@ -194,8 +204,71 @@ class HubEmulator:
         with self._lock:
             return set(self._state.insert_id_counts)
 
+    # -- notifications -----------------------------------------------------
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The hub's clock (epoch seconds; ``time.time`` by default): notifications'
+        ``received_at`` and the 24 hours of idempotency keys run on it. Set it in tests."""
+        return self._state.clock
+
+    @clock.setter
+    def clock(self, clock: Callable[[], float]) -> None:
+        self._state.clock = clock
+
+    def notifications(
+        self,
+        distinct_id: str | None = None,
+        *,
+        workflow: str | None = None,
+        event: str | None = None,
+        kind: Kind | None = None,
+    ) -> list[Notification]:
+        """The notifications applied, in order of arrival, those to ``distinct_id`` (a
+        recipient) of ``workflow`` / ``event`` / ``kind`` only when given (duplicates of an
+        ``$idempotency_key`` are not applied, so not here)."""
+        with self._lock:
+            found = list(self._state.notifications)
+        return [
+            n
+            for n in found
+            if (distinct_id is None or distinct_id in n.recipients)
+            and (workflow is None or n.workflow == workflow)
+            and (event is None or n.event == event)
+            and (kind is None or n.kind == kind)
+        ]
+
+    def arrivals(self, distinct_id: str) -> list[Arrival]:
+        """What arrived for one distinct_id, in order: ``("profile", insert_id)`` for each
+        profile edit applied (``insert_id`` None for ``v1/user/`` calls), ``("workflow",
+        slug)`` and ``("event", name)`` for each notification to it."""
+        with self._lock:
+            return [arrival for _, arrival in self._state.arrivals.get(distinct_id, ())]
+
+    def profile_arrived_before(
+        self, distinct_id: str, *, workflow: str | None = None, event: str | None = None
+    ) -> bool:
+        """Whether an edit of the profile arrived before the first notification to it (of
+        ``workflow`` / ``event`` when given); False when no such notification arrived."""
+        profile_seen = False
+        for arrival in self.arrivals(distinct_id):
+            if arrival.kind == "profile":
+                profile_seen = True
+            elif (workflow is None or (arrival.kind, arrival.name) == ("workflow", workflow)) and (
+                event is None or (arrival.kind, arrival.name) == ("event", event)
+            ):
+                return profile_seen
+        return False
+
+    @property
+    def idempotency_key_counts(self) -> collections.Counter[tuple[Kind, str]]:
+        """How often each ``(kind, $idempotency_key)`` arrived in a valid record, duplicates
+        included (each is applied once a day)."""
+        with self._lock:
+            return collections.Counter(self._state.idempotency_counts)
+
     def reset(self) -> None:
-        """Forget profiles, requests, counters and faults."""
+        """Forget profiles, notifications, requests, counters and faults."""
         with self._lock:
             self._state.clear()
         self.clear_faults()
@@ -219,7 +292,8 @@ class HubEmulator:
             return (
                 f"the hub received {_count(len(state.requests), 'request')} "
                 f"(by status: {dict(statuses)}), holds {_count(len(state.store), 'profile')}, "
-                f"applied {_count(len(state.insert_id_counts), 'record')}, "
+                f"applied {_count(len(state.insert_id_counts), 'record')} and "
+                f"{_count(len(state.notifications), 'notification')}, "
                 f"has {_count(queued, 'queued fault')}"
             )
 
@@ -255,11 +329,28 @@ class HubEmulator:
         with self._lock:
             self._state.reject_rules.append(RejectRule(predicate, status, error))
 
+    def reject_notifications(
+        self,
+        match: RecordMatch,
+        *,
+        status: int = 400,
+        error: str = "rejected by test",
+        error_type: str | None = None,
+    ) -> None:
+        """Answer ``status`` with ``error`` (and ``error_type``, by default the hub's name for
+        the status) instead of applying a workflow trigger or event ``match`` matches: a
+        predicate of the record as sent, or values of its keys (``{"workflow": "gone"}``).
+        One object is answered so; in a bulk request, that record is, in the 207."""
+        kind = error_type or notification_endpoints.error_type(status)
+        with self._lock:
+            self._state.notification_rules.append(NotificationRule(match, status, error, kind))
+
     def clear_faults(self) -> None:
-        """Drop queued faults and reject rules; set latency back to 0."""
+        """Drop queued faults, reject rules and notification rules; set latency back to 0."""
         self._faults.clear()
         with self._lock:
             self._state.reject_rules.clear()
+            self._state.notification_rules.clear()
         self.latency = 0.0
 
     # -- dispatch (called by the server's threads) ---------------------------
@@ -280,73 +371,26 @@ class HubEmulator:
             return None
         if isinstance(fault, Fail):
             return fault.response()
-        return self._answer(request)
-
-    def _answer(self, request: RecordedRequest) -> Response:
-        try:
-            return self._route(request)
-        except HubError as error:
-            return error_response(error)
-        except Exception as error:  # a bug here or in a reject_records predicate
-            traceback.print_exc()
-            return json_response(500, {"code": 500, "message": f"emulator error: {error!r}"})
-
-    def _local_path(self, uri: str) -> str:
-        """The path of a request URI below ``path_prefix``, query dropped ("" when outside)."""
-        path = uri.partition("?")[0]
-        if not self.path_prefix:
-            return path
-        return (
-            path.removeprefix(self.path_prefix) if path.startswith(self.path_prefix + "/") else ""
+        return self._router.answer(
+            request,
+            self.path_prefix,
+            check_auth=self.check_auth,
+            max_clock_skew=self.max_clock_skew,
         )
-
-    def _route(self, request: RecordedRequest) -> Response:
-        path = self._local_path(request.path)
-        for route in self._routes:
-            match = route.pattern.fullmatch(path)
-            if match is not None:
-                break
-        else:
-            raise HubError(404, f"no endpoint at {request.path!r}")
-        envs = self._authenticate(request) if route.auth else frozenset()
-        handler = route.methods.get(request.method)
-        if handler is None:
-            allowed = ", ".join(route.methods)
-            raise HubError(405, f"{request.method} is not allowed on {path} (use {allowed})")
-        return handler(request, match, envs)
-
-    def _authenticate(self, request: RecordedRequest) -> frozenset[str]:
-        """Check the Authorization header; return the ``env`` values records may carry."""
-        if not self.check_auth:
-            return self._auth.envs()
-        return self._auth.authenticate(request, self.max_clock_skew)
 
     # -- the page for people -------------------------------------------------
 
     def page_state(self) -> dict[str, Any]:
-        """What the page shows, JSON-able: the newest profiles and requests, no credentials."""
-        with self._lock:
-            store = self._state.store
-            newest = store.newest(page.PROFILE_LIMIT)
-            profiles = [store.get(distinct_id) for distinct_id in newest]
-            profile_total = len(store)
-            recent = self._state.requests[-page.REQUEST_LIMIT :]
-            request_total = len(self._state.requests)
-            now, monotonic_now = time.time(), time.monotonic()
-        return page.build_state(
-            hub={
-                "url": self.url,
-                "path_prefix": self.path_prefix,
-                "workspace_key": self.workspace_key,
-                "auth": self._auth_description(),
-            },
-            profiles=[p for p in profiles if p is not None],
-            profile_total=profile_total,
-            requests=recent,
-            request_total=request_total,
-            now=now,
-            monotonic_now=monotonic_now,
-        )
+        """What the page shows, JSON-able: the newest profiles, notifications and requests."""
+        return self._page_view.snapshot()
+
+    def _describe(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "path_prefix": self.path_prefix,
+            "workspace_key": self.workspace_key,
+            "auth": self._auth_description(),
+        }
 
     def _auth_description(self) -> str:
         if not self.check_auth:
@@ -355,23 +399,7 @@ class HubEmulator:
         return f"HMAC signature{skew}" + (" or Bearer API key" if self._auth.api_key else "")
 
     def page(self, request: RecordedRequest) -> Response | None:
-        """The page for a GET of one of its paths, else None (the hub's routes answer).
-
-        Kept apart from the routes: no auth (a local dev tool), no fault, and not
-        logged, so tests asserting on ``requests`` never see it.
-        """
+        """The page for a GET of one of its paths when ``serve_page``, else None."""
         if not self.serve_page or request.method != "GET":
             return None
-        kind = _PAGE_PATHS.get(self._local_path(request.path))
-        if kind is None:
-            return None
-        try:
-            state = self.page_state()
-            if kind == "json":  # ASCII-escaped: a lone surrogate in a value cannot break it
-                return Response(200, json.dumps(state, indent=1).encode(), _PAGE_HEADERS)
-            text = page.render_page(state).encode("utf-8", "replace")
-            return Response(200, text, _PAGE_HEADERS, "text/html; charset=utf-8")
-        except Exception as error:  # a bug in the page must not take the connection down
-            traceback.print_exc()
-            message = f"emulator page error: {error!r}".encode()
-            return Response(500, message, _PAGE_HEADERS, "text/plain; charset=utf-8")
+        return self._page_view.answer(local_path(request.path, self.path_prefix))
