@@ -118,7 +118,7 @@ _LEGACY = _Spec(
     "name",
     "users",
 )
-_EVENT = _Spec("event", "Event", event_error, event_size, "event", None)
+_EVENT = _Spec("event", "Event size", event_error, event_size, "event", None)
 
 
 class NotificationEndpoints:
