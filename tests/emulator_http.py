@@ -1,9 +1,11 @@
-"""Requests to the hub emulator over real HTTP on 127.0.0.1, signed by the client's signing."""
+"""Requests to the hub emulator over real HTTP on 127.0.0.1, signed by the client's signing,
+and the notification bodies tests send."""
 
 from __future__ import annotations
 
 import http.client
 import json
+import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,6 +21,35 @@ from django_suprsend.testing import HubEmulator
 KEY = "ws_test_key"
 SECRET = "ws_test_secret"
 API_KEY = "api_test_key"
+EVENT_TIME = 1705314600500
+
+
+def trigger(workflow: str = "welcome", *recipients: Any, **extra: Any) -> dict[str, Any]:
+    return {"workflow": workflow, "recipients": list(recipients or ["u1"]), "data": {}, **extra}
+
+
+def event(distinct_id: str = "u1", name: str = "signed_up", **extra: Any) -> dict[str, Any]:
+    return {
+        "$insert_id": str(uuid.uuid4()),
+        "$time": EVENT_TIME,
+        "event": name,
+        "env": KEY,
+        "distinct_id": distinct_id,
+        "properties": {},
+        **extra,
+    }
+
+
+def profile_edit(distinct_id: str) -> dict[str, Any]:
+    return {
+        "$schema": "2",
+        "$insert_id": str(uuid.uuid4()),
+        "$time": EVENT_TIME,
+        "env": KEY,
+        "distinct_id": distinct_id,
+        "$user_operations": [{"$append": {"$email": f"{distinct_id}@example.com"}}],
+        "properties": {},
+    }
 
 
 def encode(body: Any) -> bytes:

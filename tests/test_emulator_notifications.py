@@ -3,44 +3,12 @@
 from __future__ import annotations
 
 import threading
-import uuid
-from typing import Any
 
 import pytest
 import requests
 
 from django_suprsend.testing import Arrival, HubEmulator, Notification
-from tests.emulator_http import API_KEY, KEY, encode, post
-
-EVENT_TIME = 1705314600500
-
-
-def trigger(workflow: str = "welcome", *recipients: Any, **extra: Any) -> dict[str, Any]:
-    return {"workflow": workflow, "recipients": list(recipients or ["u1"]), "data": {}, **extra}
-
-
-def event(distinct_id: str = "u1", name: str = "signed_up", **extra: Any) -> dict[str, Any]:
-    return {
-        "$insert_id": str(uuid.uuid4()),
-        "$time": EVENT_TIME,
-        "event": name,
-        "env": KEY,
-        "distinct_id": distinct_id,
-        "properties": {},
-        **extra,
-    }
-
-
-def profile_edit(distinct_id: str) -> dict[str, Any]:
-    return {
-        "$schema": "2",
-        "$insert_id": str(uuid.uuid4()),
-        "$time": EVENT_TIME,
-        "env": KEY,
-        "distinct_id": distinct_id,
-        "$user_operations": [{"$append": {"$email": f"{distinct_id}@example.com"}}],
-        "properties": {},
-    }
+from tests.emulator_http import API_KEY, KEY, encode, event, post, profile_edit, trigger
 
 
 @pytest.fixture
