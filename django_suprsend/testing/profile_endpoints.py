@@ -106,7 +106,7 @@ class ProfileEndpoints:
         # {} is what the SDK sends for an edit without operations: a no-op
         operations = body.get("operations", []) if isinstance(body, dict) else None
         error = operations_error(operations)
-        if error is not None:
+        if error is not None or operations is None:
             raise HubError(
                 400, f'user {distinct_id!r}: body must be {{"operations": [...]}}; {error}'
             )
