@@ -243,7 +243,9 @@ class HubEmulator:
         profile edit applied (``insert_id`` None for ``v1/user/`` calls), ``("workflow",
         slug)`` and ``("event", name)`` for each notification to it."""
         with self._lock:
-            return [arrival for _, arrival in self._state.arrivals.get(distinct_id, ())]
+            return [
+                Arrival(kind, name) for _, kind, name in self._state.arrivals.get(distinct_id, ())
+            ]
 
     def profile_arrived_before(
         self, distinct_id: str, *, workflow: str | None = None, event: str | None = None

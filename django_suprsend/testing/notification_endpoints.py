@@ -33,7 +33,6 @@ from django_suprsend.testing.notification_checks import (
 )
 from django_suprsend.testing.notifications import (
     IDEMPOTENCY_WINDOW,
-    Arrival,
     Kind,
     Notification,
     matches,
@@ -247,7 +246,7 @@ class NotificationEndpoints:
             message_id = str(uuid.uuid4())
             recipients = spec.recipients(record)
             name = record[spec.name_key]
-            sequence = state.arrive(recipients, Arrival(spec.kind, name))
+            sequence = state.arrive(recipients, spec.kind, name)
             data = spec.data(record)
             attachments = data.get("$attachments")
             state.notifications.append(

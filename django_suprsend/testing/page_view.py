@@ -67,8 +67,8 @@ class PageView:
         arrivals = self._state.arrivals
         return {
             distinct_id: any(
-                number < sequence and arrival.kind == "profile"
-                for number, arrival in arrivals.get(distinct_id, ())
+                number < sequence and kind == "profile"
+                for number, kind, _ in arrivals.get(distinct_id, ())
             )
             for distinct_id in distinct_ids
         }

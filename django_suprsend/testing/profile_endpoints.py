@@ -9,7 +9,6 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import unquote
 
-from django_suprsend.testing.notifications import Arrival
 from django_suprsend.testing.profiles import utc_now
 from django_suprsend.testing.recorded import RecordedRequest
 from django_suprsend.testing.records import (
@@ -68,7 +67,7 @@ class ProfileEndpoints:
                 counts[insert_id] = seen + 1
                 if not seen:
                     fresh.append(index)
-                    state.arrive((record["distinct_id"],), Arrival("profile", insert_id))
+                    state.arrive((record["distinct_id"],), "profile", insert_id)
             if fresh:
                 # applied when the store is next used, from the records' text as sent if
                 # there is one: a fifth of the memory of the parsed records
@@ -113,7 +112,7 @@ class ProfileEndpoints:
         now = utc_now()
         store = self._state.store
         with self._state.lock:
-            self._state.arrive((distinct_id,), Arrival("profile", None))
+            self._state.arrive((distinct_id,), "profile", None)
             store.ensure(distinct_id, now)
             store.apply(distinct_id, operations, now)
             profile = store.get(distinct_id)
@@ -128,7 +127,7 @@ class ProfileEndpoints:
         if error is not None:
             raise HubError(400, f"user {distinct_id!r}: {error}")
         with self._state.lock:
-            self._state.arrive((distinct_id,), Arrival("profile", None))
+            self._state.arrive((distinct_id,), "profile", None)
             created = self._state.store.upsert(distinct_id, body)
             profile = self._state.store.get(distinct_id)
         return json_response(201 if created else 200, profile)

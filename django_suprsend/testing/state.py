@@ -9,12 +9,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from django_suprsend.testing.faults import RejectRule
-from django_suprsend.testing.notifications import (
-    Arrival,
-    Kind,
-    Notification,
-    NotificationRule,
-)
+from django_suprsend.testing.notifications import Kind, Notification, NotificationRule
 from django_suprsend.testing.profiles import ProfileStore
 from django_suprsend.testing.recorded import RecordedRequest
 
@@ -36,19 +31,20 @@ class HubState:
     idempotency_counts: collections.Counter[tuple[Kind, str]] = field(
         default_factory=collections.Counter
     )
-    # per distinct_id: (sequence, arrival) of each profile edit and notification, in order
-    arrivals: dict[str, list[tuple[int, Arrival]]] = field(default_factory=dict)
+    # per distinct_id: (sequence, kind, name) of each profile edit and notification, in order
+    # (flat tuples: one per profile record, so kept small)
+    arrivals: dict[str, list[tuple[int, str, str | None]]] = field(default_factory=dict)
     sequence: int = 0
     clock: Callable[[], float] = time.time  # epoch seconds; idempotency's 24 hours run on it
 
-    def arrive(self, distinct_ids: Iterable[str], arrival: Arrival) -> int:
+    def arrive(self, distinct_ids: Iterable[str], kind: str, name: str | None) -> int:
         """Give the next arrival number to an edit or notification (the caller holds the lock)."""
         self.sequence += 1
         for distinct_id in distinct_ids:
             entries = self.arrivals.get(distinct_id)
             if entries is None:
                 self.arrivals[distinct_id] = entries = []
-            entries.append((self.sequence, arrival))
+            entries.append((self.sequence, kind, name))
         return self.sequence
 
     def clear(self) -> None:
