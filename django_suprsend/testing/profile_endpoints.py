@@ -60,14 +60,23 @@ class ProfileEndpoints:
         now = utc_now()
         state = self._state
         counts, fresh = state.insert_id_counts, []  # fresh: records to apply, by index
+        arrivals = state.arrivals
         with state.lock:
+            sequence = state.sequence  # state.arrive() inlined: this runs for every record
             for index, record in enumerate(records):
                 insert_id = record["$insert_id"]
                 seen = counts.get(insert_id, 0)  # not counts[...]: Counter.__missing__ is Python
                 counts[insert_id] = seen + 1
                 if not seen:
                     fresh.append(index)
-                    state.arrive((record["distinct_id"],), "profile", insert_id)
+                    sequence += 1
+                    arrival = (sequence, "profile", insert_id)
+                    entries = arrivals.get(record["distinct_id"])
+                    if entries is None:
+                        arrivals[record["distinct_id"]] = [arrival]
+                    else:
+                        entries.append(arrival)
+            state.sequence = sequence
             if fresh:
                 # applied when the store is next used, from the records' text as sent if
                 # there is one: a fifth of the memory of the parsed records
