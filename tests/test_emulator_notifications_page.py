@@ -50,6 +50,7 @@ def test_the_page_shows_the_profile_arriving_then_the_notification(hub):
     assert "Notifications" in text
     row = text[text.index("<code>welcome</code>") :]
     assert row.index("u1") < row.index("profile first") < row.index("u2") < row.index("no profile")
+    assert '<span class="muted">tenant</span> <code>acme</code>' in row
 
 
 def test_notifications_are_newest_first_and_carry_no_data_values(hub):

@@ -170,12 +170,12 @@ def _notification_row(item: Mapping[str, Any]) -> str:
     received = _parse_time(item.get("time"))
     when = _e(received.astimezone().strftime("%H:%M:%S.%f")[:-3]) if received else ""
     details = [
-        f"{label} <code>{_e(item[key])}</code>"
+        f"{_muted(label)} <code>{_e(_clip(str(item[key])))}</code>"
         for label, key in (("actor", "actor"), ("tenant", "tenant_id"), ("key", "idempotency_key"))
         if item.get(key)
     ]
     if item.get("attachments"):
-        details.append(f"{_e(item['attachments'])} attachment(s)")
+        details.append(_muted(f"{item['attachments']} attachment(s)"))
     recipients = "".join(_recipient(r) for r in item.get("recipients") or []) or _DASH
     return (
         "<tr>"
@@ -185,7 +185,7 @@ def _notification_row(item: Mapping[str, Any]) -> str:
         f"<code>{_e(_clip(str(item.get('name', ''))))}</code>"
         f"<br>{_muted(str(item.get('path', '')))}</td>"
         f"<td>{recipients}</td>"
-        f"<td>{_muted(' · '.join(details)) if details else _DASH}</td>"
+        f"<td>{' · '.join(details) if details else _DASH}</td>"
         "</tr>"
     )
 
