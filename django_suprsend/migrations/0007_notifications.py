@@ -4,59 +4,74 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('contenttypes', '0002_remove_content_type_name'),
-        ('django_suprsend', '0006_credentialsoutage'),
+        ("contenttypes", "0002_remove_content_type_name"),
+        ("django_suprsend", "0006_credentialsoutage"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Notification',
-            fields=[
-            ],
+            name="Notification",
+            fields=[],
             options={
-                'verbose_name': 'notification',
-                'verbose_name_plural': 'notifications',
-                'ordering': ('-id',),
-                'permissions': [('retry_notification', 'Can retry notifications')],
-                'proxy': True,
-                'indexes': [],
-                'constraints': [],
+                "verbose_name": "notification",
+                "verbose_name_plural": "notifications",
+                "ordering": ("-id",),
+                "permissions": [("retry_notification", "Can retry notifications")],
+                "proxy": True,
+                "indexes": [],
+                "constraints": [],
             },
-            bases=('django_suprsend.outboxentry',),
+            bases=("django_suprsend.outboxentry",),
         ),
         migrations.AddField(
-            model_name='outboxentry',
-            name='idempotency_key',
+            model_name="outboxentry",
+            name="idempotency_key",
             field=models.CharField(blank=True, max_length=255),
         ),
         migrations.AddField(
-            model_name='outboxentry',
-            name='message_id',
+            model_name="outboxentry",
+            name="message_id",
             field=models.CharField(blank=True, max_length=255),
         ),
         migrations.AddField(
-            model_name='outboxentry',
-            name='name',
+            model_name="outboxentry",
+            name="name",
             field=models.CharField(blank=True, max_length=255),
         ),
         migrations.AddField(
-            model_name='outboxentry',
-            name='payload',
+            model_name="outboxentry",
+            name="payload",
             field=models.JSONField(blank=True, null=True),
         ),
         migrations.AlterField(
-            model_name='outboxentry',
-            name='kind',
-            field=models.CharField(choices=[('edit', 'edit'), ('delete', 'delete user'), ('workflow', 'workflow trigger'), ('event', 'event')], default='edit', max_length=8),
+            model_name="outboxentry",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("edit", "edit"),
+                    ("delete", "delete user"),
+                    ("workflow", "workflow trigger"),
+                    ("event", "event"),
+                ],
+                default="edit",
+                max_length=8,
+            ),
         ),
         migrations.AddIndex(
-            model_name='outboxentry',
-            index=models.Index(condition=models.Q(('kind__in', ['workflow', 'event'])), fields=['kind', 'id'], name='suprsend_outbox_notification'),
+            model_name="outboxentry",
+            index=models.Index(
+                condition=models.Q(("kind__in", ["workflow", "event"])),
+                fields=["kind", "id"],
+                name="suprsend_outbox_notification",
+            ),
         ),
         migrations.AddIndex(
-            model_name='outboxentry',
-            index=models.Index(condition=models.Q(('idempotency_key', ''), _negated=True), fields=['idempotency_key'], name='suprsend_outbox_idem_key'),
+            model_name="outboxentry",
+            index=models.Index(
+                condition=models.Q(("idempotency_key", ""), _negated=True),
+                fields=["idempotency_key"],
+                name="suprsend_outbox_idem_key",
+            ),
         ),
     ]

@@ -34,7 +34,7 @@ import json
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 # The hub's channel keys, kept apart from the client's on purpose: the emulator
 # checks what a client sends and must not share its code.
@@ -236,7 +236,10 @@ class ProfileStore:
                     _append_to_property(properties, key, value)
                 continue
             if channel in PUSH_CHANNELS:
-                entries = self._channels.setdefault((distinct_id, channel), {})
+                # a push channel's stored value is always a dict of entries
+                entries = cast(
+                    "dict[Hashable, Entry]", self._channels.setdefault((distinct_id, channel), {})
+                )
                 _append_push_entry(entries, _value_key(value), value, values)
             else:
                 self._add_value((distinct_id, channel), value)

@@ -74,9 +74,10 @@ def _finite_float(text: str) -> float:
     return value
 
 
-_STRICT = {"parse_constant": _reject_constant, "parse_float": _finite_float}
+_STRICT: dict[str, Any] = {"parse_constant": _reject_constant, "parse_float": _finite_float}
 _DECODER = json.JSONDecoder(**_STRICT)
-_scan_value = make_scanner(_DECODER)
+# typeshed types make_scanner as a class of its own; it takes the decoder and scans
+_scan_value: Callable[[str, int], tuple[Any, int]] = make_scanner(_DECODER)  # type: ignore[arg-type]
 _skip_whitespace = re.compile(r"[ \t\n\r]*").match
 _separator = re.compile(r"[ \t\n\r]*([,\]])[ \t\n\r]*").match
 
@@ -137,14 +138,20 @@ class RawTexts(Sequence[str]):
         return all(size_bound(text) <= MAX_RECORD_BYTES for text in self)
 
 
+def _whitespace_end(text: str, index: int) -> int:
+    """Where the white space from ``index`` ends (the pattern matches even none)."""
+    match = _skip_whitespace(text, index)
+    return index if match is None else match.end()
+
+
 def _split_array(text: str) -> tuple[list[Any], RawTexts]:
-    opening = _skip_whitespace(text, 0).end()
+    opening = _whitespace_end(text, 0)
     if text[opening] != "[":
         raise ValueError("not an array")
     records: list[Any] = []
     starts: list[int] = []
     ends: list[int] = []
-    index = _skip_whitespace(text, opening + 1).end()
+    index = _whitespace_end(text, opening + 1)
     while True:
         record, end = _scan_value(text, index)
         records.append(record)

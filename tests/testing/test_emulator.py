@@ -21,8 +21,7 @@ import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from django_suprsend.testing import HubEmulator, RecordedRequest, page
-from django_suprsend.testing import hub as hub_module
+from django_suprsend.testing import HubEmulator, RecordedRequest, page, profile_endpoints
 from django_suprsend.testing import records as records_module
 from django_suprsend.testing.__main__ import build_hub, parse_args
 from django_suprsend.testing.profiles import ProfileStore
@@ -848,7 +847,7 @@ def without_timestamps(profiles: dict[str, dict[str, Any]]) -> dict[str, dict[st
 
 def test_event_edits_carry_the_time_of_their_request(hub, monkeypatch):
     times = iter(f"2030-01-01T00:00:0{n}+00:00" for n in range(1, 10))
-    monkeypatch.setattr(hub_module, "utc_now", lambda: next(times))
+    monkeypatch.setattr(profile_endpoints, "utc_now", lambda: next(times))
     post_event(hub, [record("a"), record("b", {"$set": {"plan": "free"}})])  # at :01
     post_event(hub, [record("b", {"$set": {"plan": "pro"}}), record("c")])  # at :02
     post_event(hub, record("d"))  # at :03, a single record (no text kept)
