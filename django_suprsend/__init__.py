@@ -9,6 +9,8 @@ not touch the app registry):
 - :func:`queue_operations`: queue operations built with ``ProfileEdit``.
 - :func:`bulk_update_and_sync`: ``bulk_update`` that queues the changes.
 - :func:`paused`: saves in this block queue nothing.
+- :func:`trigger`: queue a workflow trigger, sent after the transaction commits.
+- :func:`track_event`: queue an event, likewise.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ __all__ = [
     "paused",
     "queue_operations",
     "sync",
+    "track_event",
+    "trigger",
     "unset_channels",
 ]
 
@@ -35,6 +39,8 @@ _LAZY = {
     "queue_operations": "django_suprsend.profiles.api",
     "sync": "django_suprsend.profiles.api",
     "unset_channels": "django_suprsend.profiles.api",
+    "trigger": "django_suprsend.notifications.api",
+    "track_event": "django_suprsend.notifications.api",
 }
 
 if TYPE_CHECKING:

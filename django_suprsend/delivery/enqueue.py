@@ -57,6 +57,30 @@ def enqueue_many(
     return len(entries)
 
 
+def enqueue_notification(
+    kind: str,
+    distinct_id: str,
+    name: str,
+    payload: dict[str, Any],
+    *,
+    idempotency_key: str,
+    using: str = "default",
+) -> OutboxEntry:
+    """Queue one notification (a workflow trigger or an event) in the caller's transaction:
+    one INSERT, and the flush scheduled for its commit. ``distinct_id`` is its first
+    recipient (what the admin searches); ``payload`` is checked already."""
+    entry = OutboxEntry(
+        distinct_id=distinct_id,
+        kind=kind,
+        name=name,
+        payload=payload,
+        idempotency_key=idempotency_key,
+    )
+    entry.save(using=using, force_insert=True)  # the ORM's INSERT: the caller gets its id
+    schedule_flush(using)
+    return entry
+
+
 def _insert_one(entry: OutboxEntry, using: str) -> None:
     """One row, the save path's case: a plain INSERT without the ORM's query compiler
     (a third of the cost the mixin adds to a changed save)."""

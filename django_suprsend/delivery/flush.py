@@ -15,7 +15,7 @@ from typing import Any
 from django.utils.translation import ngettext
 
 from django_suprsend.conf import suprsend_settings
-from django_suprsend.delivery import outage, outbox
+from django_suprsend.delivery import notify, outage, outbox
 from django_suprsend.delivery.shared_client import get_client
 from django_suprsend.delivery.sync_state import Outcome, record, refused
 from django_suprsend.exceptions import (
@@ -48,9 +48,13 @@ class FlushResult:
     released: int = 0
     #: Of the retrying profiles, those held back because the hub refused the credentials.
     refused_credentials: int = 0
+    #: Notifications: sent, to be tried again, failed for good.
+    notified: int = 0
+    notifications_retrying: int = 0
+    notifications_failed: int = 0
 
     def add(self, other: FlushResult) -> None:
-        for name in ("claimed", "synced", "retrying", "failed", "released", "refused_credentials"):
+        for name in vars(self):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def __str__(self) -> str:
@@ -62,10 +66,16 @@ class FlushResult:
             if self.refused_credentials
             else ""
         )
+        notified = (
+            f"; {self.notified} notifications sent, {self.notifications_retrying} retrying, "
+            f"{self.notifications_failed} failed"
+            if self.notified or self.notifications_retrying or self.notifications_failed
+            else ""
+        )
         return (
             f"{claimed % {'n': self.claimed}}: {synced % {'n': self.synced}}, "
             f"{self.retrying} retrying{refused}, {self.failed} failed, "
-            f"{released % {'n': self.released}}"
+            f"{released % {'n': self.released}}{notified}"
         )
 
 
@@ -180,7 +190,45 @@ def flush_once(
             result.retrying += 1
         else:
             result.failed += 1
+    _notify(client, claim, outcomes, credentials, result)
     return result
+
+
+def _notify(
+    client: SuprsendClient,
+    claim: outbox.Claim,
+    outcomes: list[Outcome],
+    credentials: _Credentials,
+    result: FlushResult,
+) -> None:
+    """Then the notifications, once their recipients' profile changes have their outcome."""
+    notifications = claim.notifications()
+    if not notifications:
+        return
+    final = {e.id for o in outcomes if o.status != SyncStatus.RETRYING for e in o.entries}
+    wait = {n.id for n in notify.waiting(claim, final - claim.lost)}
+    claim.release(sorted(wait))
+    result.released += len(wait)
+    ready = [n for n in notifications if n.id not in wait]
+    if credentials.wait is not None:  # refused a moment ago: these would be refused too
+        error = "not sent: the hub refused the credentials"
+        outbox.mark_held(claim, ready, error=error, code=401, wait=credentials.wait)
+        result.notifications_retrying += len(ready)
+        return
+    hub = _Credentials(claim.using)
+
+    def refused(status: int, error: str) -> float:
+        hub.refused(status, error)
+        return hub.wait or 0.0
+
+    sent = notify.send(client, claim, ready, refused=refused)
+    if sent.sent:
+        hub.accept()
+    hub.held = sent.held
+    hub.settle()
+    result.notified += sent.sent
+    result.notifications_retrying += sent.retrying + sent.held
+    result.notifications_failed += sent.failed
 
 
 def _plan(claim: outbox.Claim, client: SuprsendClient) -> _Plan:

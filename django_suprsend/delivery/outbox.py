@@ -37,12 +37,13 @@ from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from django_suprsend.conf import suprsend_settings
-from django_suprsend.models import OutboxEntry
+from django_suprsend.models import NOTIFICATION_KINDS, OutboxEntry, notification_recipients
 
 logger = logging.getLogger("django_suprsend.delivery.outbox")
 
 Status = OutboxEntry.Status
 Kind = OutboxEntry.Kind
+PROFILE_KINDS = (Kind.EDIT, Kind.DELETE)
 
 # uuid5 namespace of record $insert_ids: one tag and profile always make the same id.
 INSERT_ID_NAMESPACE = uuid.UUID("6f1d9a52-5b3e-4c1e-9a57-0d7c1f0b5e21")
@@ -94,11 +95,27 @@ def claim(limit: int, *, using: str = "default", lease_seconds: float | None = N
     rows = (
         manager.filter(claimed_by=token, claimed_until=until, status=Status.PENDING)
         .order_by("id")
-        .values_list(*Entry.__slots__)
+        .values_list(*_ENTRY_FIELDS)
     )
     claimed = Claim(token=token, using=using, entries=[Entry(*row) for row in rows], until=until)
     claimed.hold_back_out_of_order()
     return claimed
+
+
+_ENTRY_FIELDS = (
+    "id",
+    "distinct_id",
+    "kind",
+    "operations",
+    "errors",
+    "content_type_id",
+    "object_id",
+    "attempts",
+    "insert_id",
+    "payload",
+    "name",
+    "idempotency_key",
+)
 
 
 def _lease(token: str, until: datetime) -> dict[str, Any]:
@@ -130,6 +147,21 @@ class Entry:
     object_id: str
     attempts: int
     insert_id: str  # the tag of the record it goes out in (see _lease)
+    payload: Any = None  # a notification's record (or an event's parts)
+    name: str = ""  # a notification's workflow or event
+    idempotency_key: str = ""
+
+    @property
+    def is_notification(self) -> bool:
+        return self.kind in NOTIFICATION_KINDS
+
+    @property
+    def recipients(self) -> list[str]:
+        """The profiles whose earlier changes this entry waits for: its own, or a
+        notification's recipients."""
+        if self.kind in PROFILE_KINDS:
+            return [self.distinct_id]
+        return notification_recipients(self.kind, self.payload, self.distinct_id)
 
 
 @dataclass
@@ -176,33 +208,40 @@ class Claim:
             )
 
     def hold_back_out_of_order(self) -> None:
-        """Release, per profile, the held entries that come after an unsent one we do not hold."""
+        """Release the held entries that come after an unsent profile change we do not hold.
+
+        Per profile, a change waits for the profile's older changes; a notification waits
+        for the older changes of each of its recipients. Nothing waits for a notification.
+        """
         if not self.entries:
             return
-        held = {entry.id for entry in self.entries}
-        last_held: dict[str, int] = {}
+        last: dict[str, int] = {}  # per profile, the newest held entry that may wait for it
         for entry in self.entries:
-            last_held[entry.distinct_id] = entry.id
+            for distinct_id in entry.recipients:
+                last[distinct_id] = max(entry.id, last.get(distinct_id, 0))
+        if not last:
+            return
+        held = {entry.id for entry in self.entries}
         blockers: dict[str, int] = {}
         rows = (
             OutboxEntry.objects.using(self.using)
             .filter(
-                distinct_id__in=list(last_held),
+                distinct_id__in=list(last),
+                kind__in=PROFILE_KINDS,
                 status=Status.PENDING,
-                id__lt=max(last_held.values()),
+                id__lt=max(last.values()),
             )
             .exclude(claimed_by=self.token)
             .values_list("distinct_id", "id")
         )
         for distinct_id, entry_id in rows.iterator():
-            if entry_id not in held and entry_id < last_held[distinct_id]:
+            if entry_id not in held and entry_id < last[distinct_id]:
                 blockers[distinct_id] = min(entry_id, blockers.get(distinct_id, entry_id))
         if not blockers:
             return
         keep = []
         for entry in self.entries:
-            first_blocker = blockers.get(entry.distinct_id)
-            if first_blocker is not None and entry.id > first_blocker:
+            if any(entry.id > blockers.get(d, entry.id) for d in entry.recipients):
                 self.released.append(entry.id)
             else:
                 keep.append(entry)
@@ -219,10 +258,15 @@ class Claim:
             )
 
     def by_profile(self) -> dict[str, list[Entry]]:
+        """The profile changes (not the notifications), per profile in commit order."""
         groups: dict[str, list[Entry]] = {}
         for entry in self.entries:
-            groups.setdefault(entry.distinct_id, []).append(entry)
+            if not entry.is_notification:
+                groups.setdefault(entry.distinct_id, []).append(entry)
         return groups
+
+    def notifications(self) -> list[Entry]:
+        return [entry for entry in self.entries if entry.is_notification]
 
 
 def record_insert_id(tag: str, distinct_id: str) -> str:
@@ -238,24 +282,28 @@ def backoff_seconds(attempts: int) -> float:
     return min(suprsend_settings.RETRY_BACKOFF_MAX, base * 2 ** max(0, attempts - 1))
 
 
-def mark_sent(claim_: Claim, entries: list[Entry]) -> None:
-    """Delivered: one UPDATE.
+def mark_sent(
+    claim_: Claim, entries: list[Entry], *, message_ids: dict[int, str] | None = None
+) -> None:
+    """Delivered: one UPDATE, by primary key and the claim's token.
 
-    On PostgreSQL by the claim's token (its partial index; the claim then holds
-    exactly the delivered entries, failures having been given back first); on
-    other databases by primary key, so that the UPDATE locks only its own rows
-    (a scan for the token would lock rows another worker is claiming: MariaDB
-    deadlocks).
+    By primary key, never by the token alone: the claim may hold entries still to
+    be sent (the edits after a delete, the notifications after the edits), and the
+    UPDATE locks only its own rows (a scan for the token would lock rows another
+    worker is claiming: MariaDB deadlocks). ``message_ids`` are the hub's ids of
+    delivered notifications, by entry id.
     """
     entries = claim_.still_held(entries)
     if not entries:
         return
     manager = OutboxEntry.objects.using(claim_.using)
-    if connections[claim_.using].vendor == "postgresql":
-        rows = manager.filter(claimed_by=claim_.token, status=Status.PENDING)
-    else:
-        rows = manager.filter(id__in=[e.id for e in entries], claimed_by=claim_.token)
+    rows = manager.filter(id__in=[e.id for e in entries], claimed_by=claim_.token)
+    extra: dict[str, Any] = {}
+    if message_ids:
+        whens = [When(id=entry_id, then=Value(mid)) for entry_id, mid in message_ids.items()]
+        extra["message_id"] = Case(*whens, default=Value(""))
     written = rows.update(
+        **extra,
         status=Status.SENT,
         sent_at=timezone.now(),
         claimed_by="",
