@@ -21,7 +21,8 @@ from collections.abc import Callable
 import requests
 from _emulator import WORKSPACE_KEY, WORKSPACE_SECRET, emulator_process
 
-from django_suprsend.wire import records, signing
+from django_suprsend.wire import records as wire_records
+from django_suprsend.wire import signing
 from django_suprsend.wire.client import SuprsendClient
 from django_suprsend.wire.operations import ProfileEdit
 
@@ -57,7 +58,7 @@ def run_sdk(url: str, count: int) -> None:
 def prepare_ceiling(url: str, count: int) -> Callable[[], None]:
     """Serialise and sign every chunk now; the returned callable only posts."""
     records = [
-        records.build_record(
+        wire_records.build_record(
             f"bare-{i}",
             [{"$set": {"n": i}}, {"$append": {"$email": f"bare-{i}@example.com"}}],
             env=WORKSPACE_KEY,
@@ -65,8 +66,8 @@ def prepare_ceiling(url: str, count: int) -> Callable[[], None]:
         )
         for i in range(count)
     ]
-    size = records.MAX_RECORDS_PER_REQUEST
-    bodies = [records.dumps(records[i : i + size]).encode() for i in range(0, count, size)]
+    size = wire_records.MAX_RECORDS_PER_REQUEST
+    bodies = [wire_records.dumps(records[i : i + size]).encode() for i in range(0, count, size)]
     date = signing.http_date()
     prepared = []
     for body in bodies:

@@ -176,6 +176,11 @@ class Claim:
     #: Entries this claim no longer holds: its lease ran out and another worker claimed
     #: them, so their outcome is that worker's to write, not this one's.
     lost: set[int] = field(default_factory=set)
+    #: Entries held whose outcome is not written yet.
+    outstanding: set[int] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.outstanding = {entry.id for entry in self.entries}
 
     def still_held(self, entries: list[Entry]) -> list[Entry]:
         """``entries`` less those lost with the lease (a query only once the lease has run out:
@@ -250,6 +255,7 @@ class Claim:
 
     def release(self, ids: list[int]) -> None:
         """Give entries back unsent (no attempt counted); they lose this claim's tag."""
+        self.outstanding.difference_update(ids)
         if ids:
             OutboxEntry.objects.using(self.using).filter(id__in=ids, claimed_by=self.token).update(
                 claimed_by="",
@@ -285,19 +291,27 @@ def backoff_seconds(attempts: int) -> float:
 def mark_sent(
     claim_: Claim, entries: list[Entry], *, message_ids: dict[int, str] | None = None
 ) -> None:
-    """Delivered: one UPDATE, by primary key and the claim's token.
+    """Delivered: one UPDATE.
 
-    By primary key, never by the token alone: the claim may hold entries still to
-    be sent (the edits after a delete, the notifications after the edits), and the
-    UPDATE locks only its own rows (a scan for the token would lock rows another
-    worker is claiming: MariaDB deadlocks). ``message_ids`` are the hub's ids of
-    delivered notifications, by entry id.
+    By the claim's token on PostgreSQL (its partial index) when these are the last
+    entries of the claim without an outcome; otherwise by primary key: the claim
+    may hold entries still to be sent (the edits after a delete, the notifications
+    after the edits), which the token would mark too, and on other databases the
+    UPDATE must lock only its own rows (a scan for the token would lock rows
+    another worker is claiming: MariaDB deadlocks). ``message_ids`` are the hub's
+    ids of delivered notifications, by entry id.
     """
     entries = claim_.still_held(entries)
     if not entries:
         return
+    ids = [e.id for e in entries]
     manager = OutboxEntry.objects.using(claim_.using)
-    rows = manager.filter(id__in=[e.id for e in entries], claimed_by=claim_.token)
+    if connections[claim_.using].vendor == "postgresql" and claim_.outstanding == set(ids):
+        # Nothing else of the claim is left to write: its token's partial index finds them.
+        rows = manager.filter(claimed_by=claim_.token, status=Status.PENDING)
+    else:
+        rows = manager.filter(id__in=ids, claimed_by=claim_.token)
+    claim_.outstanding.difference_update(ids)
     extra: dict[str, Any] = {}
     if message_ids:
         whens = [When(id=entry_id, then=Value(mid)) for entry_id, mid in message_ids.items()]
@@ -365,9 +379,9 @@ def _give_back(
     **values: Any,
 ) -> int:
     """Write a failed attempt's outcome on the entries this claim still holds; the rows written."""
-    rows = OutboxEntry.objects.using(claim_.using).filter(
-        id__in=[e.id for e in entries], claimed_by=claim_.token
-    )
+    ids = [e.id for e in entries]
+    claim_.outstanding.difference_update(ids)
+    rows = OutboxEntry.objects.using(claim_.using).filter(id__in=ids, claimed_by=claim_.token)
     written = rows.update(
         status=status,
         next_attempt_at=timezone.now() + timedelta(seconds=wait),
