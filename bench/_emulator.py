@@ -14,7 +14,11 @@ WORKSPACE_SECRET = "ws_bench_secret"
 
 
 @contextmanager
-def emulator_process(timeout: float = 20.0) -> Iterator[str]:
+def emulator_process(
+    timeout: float = 20.0,
+    workspace_key: str = WORKSPACE_KEY,
+    workspace_secret: str = WORKSPACE_SECRET,
+) -> Iterator[str]:
     """Yield the base URL of an emulator started with ``python -m django_suprsend.testing``."""
     process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
         [
@@ -24,9 +28,9 @@ def emulator_process(timeout: float = 20.0) -> Iterator[str]:
             "--port",
             "0",
             "--workspace-key",
-            WORKSPACE_KEY,
+            workspace_key,
             "--workspace-secret",
-            WORKSPACE_SECRET,
+            workspace_secret,
         ],
         stdout=subprocess.PIPE,
         text=True,

@@ -312,12 +312,7 @@ def mark_sent(
     else:
         rows = manager.filter(id__in=ids, claimed_by=claim_.token)
     claim_.outstanding.difference_update(ids)
-    extra: dict[str, Any] = {}
-    if message_ids:
-        whens = [When(id=entry_id, then=Value(mid)) for entry_id, mid in message_ids.items()]
-        extra["message_id"] = Case(*whens, default=Value(""))
     written = rows.update(
-        **extra,
         status=Status.SENT,
         sent_at=timezone.now(),
         claimed_by="",
@@ -327,6 +322,31 @@ def mark_sent(
         attempts=models.F("attempts") + 1,
     )
     claim_.written(entries, written)
+    if message_ids:
+        _write_message_ids(claim_.using, message_ids)
+
+
+def _write_message_ids(using: str, message_ids: dict[int, str]) -> None:
+    """The hub's id of each delivered notification: on PostgreSQL one ``UPDATE ... FROM
+    (VALUES ...)``, elsewhere one prepared UPDATE run for each row; both far cheaper
+    than one UPDATE with a CASE of thousands."""
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    table, column, pk = quote(OutboxEntry._meta.db_table), quote("message_id"), quote("id")
+    items = list(message_ids.items())
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            for start in range(0, len(items), 5000):
+                chunk = items[start : start + 5000]
+                values = ", ".join(["(%s::bigint, %s)"] * len(chunk))
+                cursor.execute(
+                    f"UPDATE {table} SET {column} = v.m FROM (VALUES {values}) AS v(i, m) "  # noqa: S608 - names and placeholders only
+                    f"WHERE {table}.{pk} = v.i",
+                    [x for pair in chunk for x in pair],
+                )
+        else:
+            sql = f"UPDATE {table} SET {column} = %s WHERE {pk} = %s"  # noqa: S608 - names only
+            cursor.executemany(sql, [(mid, entry_id) for entry_id, mid in items])
 
 
 def mark_failed(
