@@ -109,7 +109,43 @@ def sdk_events(url: str, count: int) -> float:
     return _rate(count, run)
 
 
+def ceiling_events(url: str, count: int) -> float:
+    """Bare ``requests`` posting event chunks built and signed before the clock starts:
+    what the emulator itself can take, the floor under every client."""
+    import requests
+
+    from django_suprsend.wire import signing
+    from django_suprsend.wire.client import SuprsendClient
+    from django_suprsend.wire.records import dumps
+
+    with SuprsendClient(WORKSPACE_KEY, WORKSPACE_SECRET, base_url=url) as client:
+        records = [client.build_event(f"u-{i}", "bench_event", {"n": i}) for i in range(count)]
+    date = signing.http_date()
+    prepared = []
+    for start in range(0, count, 100):
+        body = dumps(records[start : start + 100]).encode()
+        sig = signing.signature(
+            WORKSPACE_SECRET, "POST", body, date=date, request_uri="/v2/bulk/event/"
+        )
+        headers = {
+            "Content-Type": signing.CONTENT_TYPE,
+            "Date": date,
+            "Authorization": f"{WORKSPACE_KEY}:{sig}",
+        }
+        prepared.append((body, headers))
+    session = requests.Session()
+
+    def run() -> None:
+        for body, headers in prepared:
+            session.post(url + "v2/bulk/event/", data=body, headers=headers).raise_for_status()
+
+    return _rate(count, run)
+
+
 def client_alone(count: int) -> None:
+    with emulator_process(workspace_key=WORKSPACE_KEY) as url:
+        floor = ceiling_events(url, count)
+    print(f"0. the emulator's floor: bare requests posting prebuilt events {floor:>9,.0f}/s")
     print(f"1. the client alone: {count:,} of each, built, chunked, signed and sent")
     for label, ours, sdk in (
         ("workflow triggers", ours_workflows, sdk_workflows),

@@ -4,10 +4,10 @@ and a chunk the hub refuses as a whole bisected until the bad records stand alon
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import requests
 
@@ -91,9 +91,11 @@ class _BulkSender:
         return outcome
 
 
-def _send_ahead(
-    send: Callable[[Chunk], BulkResponse], chunks: Iterator[Chunk]
-) -> Iterator[BulkResponse]:
+_In = TypeVar("_In")
+_Out = TypeVar("_Out")
+
+
+def send_ahead(send: Callable[[_In], _Out], chunks: Iterable[_In]) -> Iterator[_Out]:
     """``send(chunk)`` for each chunk, in order, while the next chunk is being prepared.
 
     One worker thread sends; this thread produces the chunks, so that
@@ -102,7 +104,7 @@ def _send_ahead(
     """
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="suprsend-send")
     try:
-        in_flight: Future[BulkResponse] | None = None
+        in_flight: Future[_Out] | None = None
         for chunk in chunks:
             queued = pool.submit(send, chunk)
             if in_flight is not None:

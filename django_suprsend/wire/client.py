@@ -34,7 +34,7 @@ from django_suprsend.wire.answers import (
     _retry_after,
 )
 from django_suprsend.wire.bulk import NOT_SENT_CODE, BulkResponse, Record, chunk_records
-from django_suprsend.wire.bulk_send import _BulkSender, _send_ahead
+from django_suprsend.wire.bulk_send import _BulkSender, send_ahead
 from django_suprsend.wire.config import (
     DEFAULT_BASE_URL,
     _auth_mode,
@@ -210,7 +210,7 @@ class SuprsendClient:
 
         sent = BulkResponse()
         chunks = chunk_records(records, reject, split if split_oversize else None)
-        for outcome in _send_ahead(_BulkSender(self).send, chunks):
+        for outcome in send_ahead(_BulkSender(self).send, chunks):
             sent.merge(outcome)
         # Like the SDK: records that could not be sent come first.
         not_sent.merge(sent)

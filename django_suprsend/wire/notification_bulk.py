@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, cast
 from django_suprsend.exceptions import SuprsendTransportError, SuprsendValidationError
 from django_suprsend.wire.attachments import MAX_BODY_BYTES
 from django_suprsend.wire.bulk import Chunk
+from django_suprsend.wire.bulk_send import send_ahead
 from django_suprsend.wire.events import build_event, check_event
 from django_suprsend.wire.notifications import (
     MAX_NOTIFICATIONS_PER_REQUEST,
@@ -196,43 +197,58 @@ def _result(key: Hashable, status: str, error: str | None, code: int | None) -> 
 
 
 def send(client: SuprsendClient, endpoint: Endpoint, records: Keyed) -> NotificationResponse:
-    """Check, chunk and send ``records`` to ``endpoint``; never raises for the hub's answer."""
+    """Check, chunk and send ``records`` to ``endpoint``; never raises for the hub's answer.
+
+    Records are checked and serialised while the chunk before them is on the wire
+    (one sending thread, see :func:`~django_suprsend.wire.bulk_send.send_ahead`).
+    """
     items = _keyed(records)
     if not endpoint.bulk and len(items) != 1:
         raise SuprsendValidationError("records", len(items), "must be exactly one record")
     results: list[NotificationResult | None] = [None] * len(items)
     order: list[int] = []
-    pairs: list[tuple[Record, str]] = []
-    for position, (key, record) in enumerate(items):
-        try:
-            endpoint.check(record)
-            text = dumps(record)
-        except SuprsendValidationError as exc:
-            results[position] = _result(key, FAILED_PERMANENT, f"{exc}; not sent", None)
-            continue
-        except (TypeError, ValueError) as exc:
-            reason = f"record is not JSON serialisable ({exc}); not sent"
-            results[position] = _result(key, FAILED_PERMANENT, reason, None)
-            continue
-        order.append(position)
-        pairs.append((record, text))
+
+    def checked() -> Iterator[tuple[Record, str]]:
+        for position, (key, record) in enumerate(items):
+            try:
+                endpoint.check(record)
+                text = dumps(record)
+            except SuprsendValidationError as exc:
+                results[position] = _result(key, FAILED_PERMANENT, f"{exc}; not sent", None)
+                continue
+            except (TypeError, ValueError) as exc:
+                reason = f"record is not JSON serialisable ({exc}); not sent"
+                results[position] = _result(key, FAILED_PERMANENT, reason, None)
+                continue
+            order.append(position)
+            yield record, text
+
+    def requests_() -> Iterator[tuple[list[int], list[Record], bytes]]:
+        start = 0
+        for chunk in iter_chunks(
+            checked(),
+            max_records=MAX_NOTIFICATIONS_PER_REQUEST,
+            max_bytes=MAX_BODY_BYTES,
+            max_record_bytes=MAX_BODY_BYTES,
+            allowance=endpoint.allowance,
+        ):
+            positions = order[start : start + len(chunk)]
+            start += len(chunk)
+            sent = Chunk([pair[0] for pair in chunk], [pair[1] for pair in chunk])
+            body = sent.body() if endpoint.bulk else sent.texts[0].encode("utf-8")
+            yield positions, sent.records, body
+
     sender = _Sender(client, endpoint)
-    start = 0
-    chunks = iter_chunks(
-        pairs,
-        max_records=MAX_NOTIFICATIONS_PER_REQUEST,
-        max_bytes=MAX_BODY_BYTES,
-        max_record_bytes=MAX_BODY_BYTES,
-        allowance=endpoint.allowance,
-    )
-    for chunk in chunks:
-        positions = order[start : start + len(chunk)]
-        start += len(chunk)
-        keys = [items[p][0] for p in positions]
-        sent = Chunk([pair[0] for pair in chunk], [pair[1] for pair in chunk])
-        body = sent.body() if endpoint.bulk else sent.texts[0].encode("utf-8")
-        for position, result in zip(positions, sender.send(keys, sent.records, body), strict=True):
-            results[position] = result
+
+    def post(request: tuple[list[int], list[Record], bytes]) -> list[NotificationResult]:
+        positions, chunk_records, body = request
+        return sender.send([items[p][0] for p in positions], chunk_records, body)
+
+    sent_index = 0
+    for chunk_results in send_ahead(post, requests_()):
+        for result in chunk_results:
+            results[order[sent_index]] = result
+            sent_index += 1
     done = [r for r in results if r is not None]
     return NotificationResponse(done, retry_after=sender.retry_after)
 
